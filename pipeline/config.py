@@ -1,0 +1,159 @@
+"""Settings for a run: one dataclass, filled from defaults, then a TOML file, then the command line.
+
+Precedence is command line > TOML file > defaults. The TOML file may hold any field of
+:class:`InferSettings` (plus the aliases listed in ``_TOML_ALIASES``) and a ``[text_prompts]``
+table of per-task text prompts. Relative paths in the file are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+Profile = Literal["personaplex", "moshi"]
+Pace = Literal["none", "realtime"]
+PROFILES: tuple[str, ...] = get_args(Profile)
+PACES: tuple[str, ...] = get_args(Pace)
+PREFIXES = ("", "clean_")
+
+DEFAULT_VOICE_PROMPT = "NATF2.pt"
+DEFAULT_TEXT_PROMPT = "You are a helpful and friendly assistant."
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the setting (and the file) and the fix."""
+
+
+@dataclass(frozen=True)
+class InferSettings:
+    """Everything `python -m pipeline infer` needs to know. Holds no secrets."""
+
+    server: str = "localhost:8998"
+    root: Path | None = None
+    tasks: tuple[str, ...] = ()  # empty: every known task folder present under root
+    prefix: str = ""
+    overwrite: bool = False
+    voice_prompt: str = DEFAULT_VOICE_PROMPT
+    text_prompt: str = DEFAULT_TEXT_PROMPT
+    text_prompts: dict[str, str] = field(default_factory=dict)  # per-task overrides
+    profile: Profile = "personaplex"
+    pace: Pace = "none"
+    run_dir: Path | None = None  # default: runs/<run id>
+    insecure: bool = False
+    connect_timeout_s: float = 30.0  # TCP + HTTP upgrade
+    handshake_timeout_s: float = 600.0  # upgrade -> 0x00 (a loaded GPU server may queue us)
+    stall_timeout_s: float = 60.0  # no message at all for this long mid-sample
+    connect_retries: int = 5  # tries for a connection refused/closed before the handshake
+    sample_retries: int = 2  # extra sessions for a sample that failed mid-stream
+    retry_backoff_s: float = 1.0  # first wait before reconnecting; doubles each try (max 30 s)
+
+    def text_prompt_for(self, task: str) -> str:
+        return self.text_prompts.get(task, self.text_prompt)
+
+    def validate(self) -> InferSettings:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"profile {self.profile!r} is unknown; use one of {PROFILES}")
+        if self.pace not in PACES:
+            raise ConfigError(f"pace {self.pace!r} is unknown; use one of {PACES}")
+        if self.prefix not in PREFIXES:
+            raise ConfigError(f"prefix {self.prefix!r} is unknown; use '' or 'clean_'")
+        for name in ("connect_timeout_s", "handshake_timeout_s", "stall_timeout_s", "retry_backoff_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 seconds")
+        for name in ("connect_retries", "sample_retries"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        if self.profile == "personaplex":
+            prompts = {"text_prompt": self.text_prompt} | {
+                f"text_prompts.{t}": p for t, p in self.text_prompts.items()
+            }
+            for key, value in prompts.items():
+                if not value.strip():
+                    raise ConfigError(
+                        f"{key} is empty: the PersonaPlex server crashes on an empty text prompt;"
+                        " give a non-empty --text-prompt"
+                    )
+            if not self.voice_prompt.strip():
+                raise ConfigError("voice_prompt is empty; give e.g. --voice-prompt NATF2.pt")
+        return self
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(InferSettings)}
+_TOML_ALIASES = {"voice": "voice_prompt", "server_ip": "server", "task": "tasks"}
+_PATH_FIELDS = {"root", "run_dir"}
+
+
+def _coerce(name: str, value: Any, base_dir: Path | None, origin: str) -> Any:
+    """Check a raw value's type against the field and convert it (paths, tuples)."""
+    kind = _FIELDS[name].type
+    if name in _PATH_FIELDS:
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"{origin}: {name} must be a path string")
+        path = Path(value).expanduser()
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        return path
+    if name == "tasks":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{origin}: tasks must be a list of task folder names")
+        return tuple(value)
+    if name == "text_prompts":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{origin}: [text_prompts] must map task names to strings")
+        return dict(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{origin}: {name} must be true or false")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{origin}: {name} must be an integer")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{origin}: {name} must be a number of seconds")
+        return float(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {name} must be a string")
+    return value
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML settings file into field values; unknown keys are an error naming the file."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the --config path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _TOML_ALIASES.get(key, key.replace("-", "_"))
+        if name not in _FIELDS:
+            known = ", ".join(sorted(_FIELDS))
+            raise ConfigError(f"config file {path}: unknown key {key!r}; known keys: {known}")
+        values[name] = _coerce(name, value, path.parent.resolve(), f"config file {path}")
+    return values
+
+
+def resolve_settings(cli_values: dict[str, Any], config_file: Path | None = None) -> InferSettings:
+    """Merge defaults < TOML file < command line; ``cli_values`` holds only options given."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(load_toml(config_file))
+    for name, value in cli_values.items():
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        merged[name] = _coerce(name, value, None, "command line")
+    if "text_prompts" in cli_values and config_file is not None:
+        # per-task prompts from the command line add to (and override) the file's table
+        merged["text_prompts"] = {
+            **load_toml(config_file).get("text_prompts", {}),
+            **cli_values["text_prompts"],
+        }
+    return InferSettings(**merged).validate()

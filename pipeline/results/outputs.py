@@ -1,0 +1,134 @@
+"""Write a sample's outputs beside its input, atomically, and tell a finished sample from a leftover.
+
+A sample is complete only when ``{prefix}output_text.json`` (written last; the commit marker) is
+ours, names the current input's sha256, and the wav's sha256 and length match what it records.
+Anything else - a partial wav from a killed run, a reference client's file, a stale output for a
+changed input - is redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE, Float32Array
+from pipeline.dataset.discovery import Sample
+
+TEXT_FORMAT = "fdb-pipeline/output-text/1"
+ALIGNMENT = "reference"
+ALIGNMENT_DOC = (
+    "reference: one 80 ms frame of silence, then the decoded output frames in arrival order,"
+    " cut or zero-padded to the input's length at 24 kHz (as both Full-Duplex-Bench clients)"
+)
+TMP_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+    frame: int  # output frames received before this piece arrived
+    time_s: float  # where that frame starts in output.wav (alignment offset included)
+    wall_s: float  # seconds after the handshake when it arrived
+
+
+def align_output(frames_pcm: Float32Array, length: int) -> Float32Array:
+    """Reference alignment: 1 frame of silence, then the output, cut/padded to ``length``."""
+    out = np.zeros(length, dtype=np.float32)
+    body = frames_pcm[: max(0, length - FRAME_SAMPLES)]
+    out[FRAME_SAMPLES : FRAME_SAMPLES + body.shape[0]] = body
+    return out
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _wav_bytes(pcm: Float32Array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(pcm, -1.0, 1.0), MODEL_RATE, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def remove_leftovers(sample: Sample) -> list[Path]:
+    """Delete temporary files a killed run left in the sample folder; return what was removed."""
+    removed = []
+    for name in (sample.output_path.name, sample.text_path.name):
+        for tmp in sample.folder.glob(f".{name}.*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def write_outputs(
+    sample: Sample,
+    aligned: Float32Array,
+    pieces: Sequence[TextPiece],
+    record: dict[str, Any],
+) -> None:
+    """Write the wav, then the text json that commits it. ``record`` adds provenance fields."""
+    wav = _wav_bytes(aligned)
+    sample.text_path.unlink(missing_ok=True)  # un-commit first: a crash below leaves "not done"
+    _atomic_write_bytes(sample.output_path, wav)
+    doc = {
+        "format": TEXT_FORMAT,
+        "input": sample.input_path.name,
+        "output": sample.output_path.name,
+        "output_sha256": _sha256_bytes(wav),
+        "output_samples": int(aligned.shape[0]),
+        "sample_rate": MODEL_RATE,
+        "alignment": ALIGNMENT,
+        "alignment_doc": ALIGNMENT_DOC,
+        **record,
+        "text": "".join(p.text for p in pieces),
+        "pieces": [
+            {"text": p.text, "frame": p.frame, "time_s": round(p.time_s, 3), "wall_s": round(p.wall_s, 3)}
+            for p in pieces
+        ],
+    }
+    data = json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
+    _atomic_write_bytes(sample.text_path, data)
+
+
+def is_complete(sample: Sample, input_sha256: str | None = None) -> bool:
+    """True only for outputs this tool finished for this very input."""
+    try:
+        doc = json.loads(sample.text_path.read_text(encoding="utf-8"))
+        wav = sample.output_path.read_bytes()
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or doc.get("format") != TEXT_FORMAT:
+        return False
+    if input_sha256 is not None and doc.get("input_sha256") != input_sha256:
+        return False
+    if doc.get("output_sha256") != _sha256_bytes(wav):
+        return False
+    try:
+        info = sf.info(str(sample.output_path))
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+    return bool(info.samplerate == MODEL_RATE and info.frames == doc.get("output_samples"))

@@ -1,0 +1,282 @@
+"""One chat session: stream one sample's frames to the server and collect its answer.
+
+Nothing is sent before the server's ``0x00`` handshake (PersonaPlex discards it). The session ends
+when every expected output frame has arrived, and only then is the socket closed; a server that
+goes silent for ``stall_timeout_s`` fails the session instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from pipeline.dataset.audio import FRAME_SAMPLES, FRAME_SECONDS, Float32Array
+from pipeline.results.outputs import TextPiece
+from pipeline.stream.ogg import OggFormatError
+from pipeline.stream.opus import OggOpusDecoder, OggOpusEncoder
+from pipeline.stream.protocol import Kind, ProfileSpec
+
+
+class SessionError(Exception):
+    """A session failed; ``reason`` says why in words a user can act on."""
+
+    kind = "session"
+
+    def __init__(self, reason: str, frames_sent: int = 0, frames_received: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.frames_sent = frames_sent
+        self.frames_received = frames_received
+
+
+class ConnectError(SessionError):
+    """Refused, or closed before the handshake: worth reconnecting with backoff."""
+
+    kind = "connect"
+
+
+class HandshakeTimeout(SessionError):
+    kind = "handshake_timeout"
+
+
+class StallError(SessionError):
+    kind = "stall"
+
+
+class ServerClosedError(SessionError):
+    kind = "server_closed"
+
+
+class ProtocolViolation(SessionError):
+    kind = "protocol"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 30.0
+    handshake_s: float = 600.0
+    stall_s: float = 60.0
+
+
+@dataclass
+class LagStats:
+    p50_s: float
+    p95_s: float
+    max_s: float
+
+    @classmethod
+    def of(cls, lags: list[float]) -> LagStats | None:
+        if not lags:
+            return None
+        ordered = sorted(lags)
+        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        return cls(p50_s=statistics.median(ordered), p95_s=p95, max_s=ordered[-1])
+
+
+@dataclass
+class SessionResult:
+    audio: Float32Array  # every decoded output sample, in arrival order
+    frames_sent: int
+    frames_received: int
+    pieces: list[TextPiece]
+    handshake_s: float  # connect -> 0x00
+    stream_s: float  # 0x00 -> last expected frame
+    lags_s: list[float] = field(default_factory=list)  # realtime pacing only
+
+    @property
+    def lag(self) -> LagStats | None:
+        return LagStats.of(self.lags_s)
+
+
+def client_ssl(url: str, insecure: bool) -> ssl.SSLContext | None:
+    if not url.startswith("wss://"):
+        return None
+    ctx = ssl.create_default_context()
+    if insecure:  # self-signed certificates of a lab server
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def _open(url: str, timeouts: Timeouts, insecure: bool) -> ClientConnection:
+    try:
+        return await connect(
+            url,
+            open_timeout=timeouts.connect_s,
+            # The servers answer no ping while a session is queued or the model is busy: no
+            # keepalive; the handshake and stall timeouts catch a dead server instead.
+            ping_interval=None,
+            ping_timeout=None,
+            close_timeout=5,
+            max_size=None,
+            max_queue=None,
+            compression=None,
+            proxy=None,
+            ssl=client_ssl(url, insecure),
+        )
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        raise ConnectError(f"cannot connect to {url.split('?')[0]}: {exc}") from exc
+
+
+class _Stream:
+    """State of one session's send and receive halves."""
+
+    def __init__(self, ws: ClientConnection, frames: Float32Array, expected: int, lag_offset: int):
+        self.ws = ws
+        self.frames = frames
+        self.expected = expected
+        self.lag_offset = lag_offset
+        self.sent_at: list[float] = []
+        self.lags: list[float] = []
+        self.pieces: list[TextPiece] = []
+        self.chunks: list[Float32Array] = []
+        self.decoded = 0
+        self.received = 0
+        self.t0 = 0.0
+
+    async def send(self, realtime: bool) -> None:
+        encoder = OggOpusEncoder()
+        clock = asyncio.get_running_loop().time
+        for i, frame in enumerate(self.frames):
+            if realtime:  # absolute schedule from the handshake: no drift
+                delay = self.t0 + i * FRAME_SECONDS - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            payload = encoder.encode(frame)
+            self.sent_at.append(clock())
+            await self.ws.send(bytes([Kind.AUDIO]) + payload)
+
+    def on_audio(self, payload: bytes, decoder: OggOpusDecoder, now: float) -> None:
+        pcm = decoder.feed(payload)
+        if pcm.size == 0:
+            return
+        self.chunks.append(pcm)
+        self.decoded += int(pcm.shape[0])
+        while self.received < self.decoded // FRAME_SAMPLES:
+            src = self.received + self.lag_offset
+            if src < len(self.sent_at):
+                self.lags.append(now - self.sent_at[src])
+            self.received += 1
+
+    def on_text(self, payload: bytes, now: float) -> None:
+        text = payload.decode("utf-8", errors="replace")
+        self.pieces.append(
+            TextPiece(
+                text=text,
+                frame=self.received,
+                time_s=(self.received + 1) * FRAME_SECONDS,
+                wall_s=now - self.t0,
+            )
+        )
+
+
+async def run_session(
+    url: str,
+    frames: Float32Array,
+    spec: ProfileSpec,
+    *,
+    realtime: bool = False,
+    timeouts: Timeouts = Timeouts(),
+    insecure: bool = False,
+    on_handshake: Callable[[], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> SessionResult:
+    """Stream ``frames`` (n, 1920) and return the server's output; raise SessionError on failure."""
+    loop = asyncio.get_running_loop()
+    t_start = time.perf_counter()
+    ws = await _open(url, timeouts, insecure)
+    expected = spec.expected_output_frames(int(frames.shape[0]))
+    st = _Stream(ws, frames, expected, spec.output_frame_lag)
+    sender: asyncio.Task[None] | None = None
+    try:
+        try:
+            first = await asyncio.wait_for(ws.recv(), timeouts.handshake_s)
+        except TimeoutError:
+            raise HandshakeTimeout(
+                f"no handshake within {timeouts.handshake_s:.0f} s (server busy with another"
+                " session, or hung); raise --handshake-timeout or check the server"
+            ) from None
+        except ConnectionClosed as exc:
+            raise ConnectError(
+                f"server closed the connection before the handshake ({_close_text(exc)});"
+                " it may have crashed on the session's parameters - see its log"
+            ) from exc
+        if not isinstance(first, bytes) or first[:1] != bytes([Kind.HANDSHAKE]):
+            raise ProtocolViolation(f"expected the 0x00 handshake first, got {_describe(first)}")
+        st.t0 = loop.time()
+        handshake_s = time.perf_counter() - t_start
+        if on_handshake is not None:
+            on_handshake()
+        sender = asyncio.create_task(st.send(realtime))
+        decoder = OggOpusDecoder()
+        while st.received < expected:
+            try:
+                msg = await asyncio.wait_for(ws.recv(), timeouts.stall_s)
+            except TimeoutError:
+                raise StallError(
+                    f"no message from the server for {timeouts.stall_s:.0f} s after"
+                    f" {st.received}/{expected} output frames; raise --stall-timeout if the"
+                    " server is this slow"
+                ) from None
+            except ConnectionClosed as exc:
+                raise ServerClosedError(
+                    f"server closed the session after {st.received}/{expected} output frames"
+                    f" ({_close_text(exc)})"
+                ) from exc
+            now = loop.time()
+            if sender.done() and sender.exception() is not None:
+                raise ServerClosedError(f"sending failed: {sender.exception()}")
+            if not isinstance(msg, bytes) or not msg:
+                raise ProtocolViolation(f"unexpected message {_describe(msg)}")
+            kind, payload = msg[0], msg[1:]
+            if kind == Kind.AUDIO:
+                before = st.received
+                try:
+                    st.on_audio(payload, decoder, now)
+                except OggFormatError as exc:
+                    raise ProtocolViolation(f"server sent invalid Ogg-Opus audio: {exc}") from exc
+                if on_frame is not None and st.received > before:
+                    on_frame(st.received - before)
+            elif kind == Kind.TEXT:
+                st.on_text(payload, now)
+            # other kinds (control, metadata, ping) are not sent by either server: ignore
+        if expected == 0:
+            await sender
+        stream_s = loop.time() - st.t0
+    except SessionError as exc:
+        exc.frames_sent, exc.frames_received = len(st.sent_at), st.received
+        raise
+    finally:
+        if sender is not None and not sender.done():
+            sender.cancel()
+        await ws.close()
+    audio = np.concatenate(st.chunks) if st.chunks else np.zeros(0, dtype=np.float32)
+    return SessionResult(
+        audio=audio,
+        frames_sent=len(st.sent_at),
+        frames_received=st.received,
+        pieces=st.pieces,
+        handshake_s=handshake_s,
+        stream_s=stream_s,
+        lags_s=st.lags if realtime else [],
+    )
+
+
+def _close_text(exc: ConnectionClosed) -> str:
+    if exc.rcvd is None:
+        return "no close frame: connection dropped (1006)"
+    return f"close code {exc.rcvd.code}{': ' + exc.rcvd.reason if exc.rcvd.reason else ''}"
+
+
+def _describe(msg: object) -> str:
+    if isinstance(msg, bytes):
+        return f"binary message of {len(msg)} bytes starting {msg[:4].hex() or '(empty)'}"
+    return f"text message {str(msg)[:40]!r}"

@@ -1,0 +1,114 @@
+"""Client throughput and memory against an in-process zero-cost server.
+
+The server answers the handshake at once and echoes every audio message back unchanged (our own
+Ogg pages), so what is timed is the client alone: read + resample the input, encode, send,
+receive, decode, align and write the outputs, records. The whole process is pinned to one core.
+Prints frames per second beside the reference clients' fixed 12.5 frames/s (real-time pacing),
+and the resident memory over the run.
+
+    python scripts/bench_client.py [--samples 500] [--seconds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import soundfile as sf
+from rich.console import Console
+from websockets.asyncio.server import ServerConnection, serve
+
+from pipeline.config import InferSettings
+from pipeline.dataset.audio import FRAME_SECONDS
+from pipeline.dataset.discovery import discover
+from pipeline.results.records import RunRecords
+from pipeline.runner import SampleRunner, ServerSlot
+
+REFERENCE_FPS = 1 / FRAME_SECONDS  # sleep(0.08) per frame in both reference clients
+
+
+async def echo(ws: ServerConnection) -> None:
+    await ws.send(b"\x00")
+    async for msg in ws:
+        if isinstance(msg, bytes) and msg[:1] == b"\x01":
+            await ws.send(msg)
+
+
+def make_dataset(root: Path, samples: int, seconds: float) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(samples):
+        folder = root / "user_interruption" / str(i)
+        folder.mkdir(parents=True)
+        x = 0.1 * rng.standard_normal(int(16000 * seconds)).astype(np.float32)
+        sf.write(folder / "input.wav", x, 16000, subtype="PCM_16")  # 16 kHz: resampling counts
+
+
+async def run(root: Path, run_dir: Path, samples: int) -> dict[str, float]:
+    settings = InferSettings(root=root, profile="personaplex", run_dir=run_dir)
+    records = RunRecords(run_dir, "bench")
+    records.start({}, {})
+    runner = SampleRunner(settings, records)
+    proc = psutil.Process()
+    rss: list[int] = []
+    frames = 0
+    async with serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        slot = ServerSlot(url=f"ws://127.0.0.1:{port}/api/chat")
+        t0 = time.perf_counter()
+        for sample in discover(root):
+            rec = await runner.run(sample, slot)
+            if rec["status"] != "ok":
+                raise SystemExit(f"bench sample failed: {rec['error']}")
+            frames += int(rec["frames_received"])
+            rss.append(proc.memory_info().rss)
+        wall = time.perf_counter() - t0
+    records.finish("finished")
+    return {
+        "frames": frames,
+        "wall_s": wall,
+        "fps": frames / wall,
+        "rss_first_mb": rss[0] / 2**20,
+        "rss_last_mb": rss[-1] / 2**20,
+        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_growth_mb": (rss[-1] - rss[min(len(rss) - 1, 10)]) / 2**20,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--seconds", type=float, default=4.0, help="length of each input")
+    args = ap.parse_args()
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    logging.basicConfig(level=logging.WARNING)
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "data"
+        make_dataset(root, args.samples, args.seconds)
+        r = asyncio.run(run(root, Path(tmp) / "run", args.samples))
+    console.print(f"samples {args.samples} x {args.seconds:.1f} s, one core, echo server in-process")
+    console.print(f"frames          {r['frames']:.0f} in {r['wall_s']:.1f} s")
+    console.print(f"throughput      {r['fps']:.0f} frames/s")
+    console.print(f"reference       {REFERENCE_FPS:.1f} frames/s (fixed real-time pacing)")
+    console.print(f"ratio           {r['fps'] / REFERENCE_FPS:.0f}x the reference clients")
+    console.print(f"memory (RSS)    first sample {r['rss_first_mb']:.0f} MB, last {r['rss_last_mb']:.0f}"
+                  f" MB, peak {r['rss_peak_mb']:.0f} MB, growth after warm-up"
+                  f" {r['rss_growth_mb']:+.1f} MB")
+    goal_fps, goal_mb = 1000, 200
+    ok = r["fps"] >= goal_fps and r["rss_peak_mb"] < goal_mb
+    console.print(f"goal            >= {goal_fps} frames/s and peak < {goal_mb} MB:"
+                  f" {'[green]met[/]' if ok else '[red]NOT met[/]'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import build_parser, settings_values
+from pipeline.config import (
+    DEFAULT_TEXT_PROMPT,
+    DEFAULT_VOICE_PROMPT,
+    ConfigError,
+    InferSettings,
+    resolve_settings,
+)
+
+
+def parse(*argv: str) -> tuple[dict[str, object], Path | None]:
+    ns = build_parser().parse_args(["infer", *argv])
+    return settings_values(ns), ns.config
+
+
+def test_defaults() -> None:
+    s = resolve_settings(*parse())
+    assert s == InferSettings()
+    assert (s.voice_prompt, s.text_prompt) == (DEFAULT_VOICE_PROMPT, DEFAULT_TEXT_PROMPT)
+    assert (s.profile, s.pace, s.prefix, s.overwrite) == ("personaplex", "none", "", False)
+    assert s.handshake_timeout_s >= 120  # a loaded GPU server may take minutes
+
+
+def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'root = "data"\ntasks = ["user_interruption"]\nprefix = "clean_"\noverwrite = true\n'
+        'voice = "NATM1.pt"\ntext_prompt = "file prompt"\nstall_timeout_s = 5\n'
+        '[text_prompts]\nuser_interruption = "You are a wise and friendly teacher."\n'
+    )
+    s = resolve_settings(*parse("--config", str(cfg), "--prefix", "", "--text-prompt", "cli"))
+    assert s.root == tmp_path / "data"  # relative to the file
+    assert s.tasks == ("user_interruption",)
+    assert s.prefix == ""  # command line wins
+    assert s.overwrite is True and s.voice_prompt == "NATM1.pt"  # file wins over defaults
+    assert s.text_prompt == "cli"
+    assert s.stall_timeout_s == 5.0
+    assert s.text_prompt_for("user_interruption") == "You are a wise and friendly teacher."
+    assert s.text_prompt_for("background_speech") == "cli"
+    assert s.handshake_timeout_s == InferSettings().handshake_timeout_s
+
+
+def test_per_task_prompts_merge_with_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[text_prompts]\na = "from file"\nb = "file b"\n')
+    s = resolve_settings(*parse("--config", str(cfg), "--task-text-prompt", "b=cli b"))
+    assert s.text_prompts == {"a": "from file", "b": "cli b"}
+
+
+def test_server_spellings_and_repeatable_task() -> None:
+    for flag in ("--server", "--server-ip", "--server_ip"):
+        values, _ = parse(flag, "gpu1:9000", "--task", "a", "--task", "b")
+        assert values["server"] == "gpu1:9000" and values["tasks"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("bogus = 1\n", "unknown key 'bogus'"),
+        ("overwrite = 'yes'\n", "overwrite must be true or false"),
+        ("stall_timeout_s = 'x'\n", "stall_timeout_s must be a number"),
+        ("profile = 'gpt'\n", "profile 'gpt' is unknown"),
+        ("text_prompt = '  '\n", "empty"),
+        ("root = \n", "not valid TOML"),
+    ],
+)
+def test_bad_files_name_the_file_and_key(tmp_path: Path, text: str, match: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        resolve_settings({}, cfg)
+
+
+def test_missing_file_and_bad_values() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_settings({}, Path("/nonexistent/run.toml"))
+    with pytest.raises(ConfigError, match="empty text prompt"):
+        resolve_settings(*parse("--text-prompt", ""))
+    # the moshi profile sends no prompt, so an empty one is fine there
+    assert resolve_settings(*parse("--text-prompt", "", "--profile", "moshi")).text_prompt == ""
+    with pytest.raises(ConfigError, match="must be > 0"):
+        resolve_settings(*parse("--stall-timeout", "0"))
