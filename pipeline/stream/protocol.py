@@ -21,14 +21,18 @@ class ProfileSpec:
     name: str
     sends_prompts: bool  # PersonaPlex requires voice_prompt and text_prompt query parameters
     output_frame_lag: int  # input frames minus output frames (moshi's first step emits nothing)
+    # moshi sends a step's text piece after that step's audio, PersonaPlex before it
+    text_after_audio: bool
 
     def expected_output_frames(self, input_frames: int) -> int:
         return max(0, input_frames - self.output_frame_lag)
 
 
 PROFILE_SPECS = {
-    "personaplex": ProfileSpec("personaplex", sends_prompts=True, output_frame_lag=0),
-    "moshi": ProfileSpec("moshi", sends_prompts=False, output_frame_lag=1),
+    "personaplex": ProfileSpec(
+        "personaplex", sends_prompts=True, output_frame_lag=0, text_after_audio=False
+    ),
+    "moshi": ProfileSpec("moshi", sends_prompts=False, output_frame_lag=1, text_after_audio=True),
 }
 
 

@@ -129,11 +129,12 @@ async def _open(url: str, timeouts: Timeouts, insecure: bool) -> ClientConnectio
 class _Stream:
     """State of one session's send and receive halves."""
 
-    def __init__(self, ws: ClientConnection, frames: Float32Array, expected: int, lag_offset: int):
+    def __init__(self, ws: ClientConnection, frames: Float32Array, spec: ProfileSpec):
         self.ws = ws
         self.frames = frames
-        self.expected = expected
-        self.lag_offset = lag_offset
+        self.expected = spec.expected_output_frames(int(frames.shape[0]))
+        self.lag_offset = spec.output_frame_lag
+        self.text_shift = 1 if spec.text_after_audio else 0
         self.sent_at: list[float] = []
         self.lags: list[float] = []
         self.pieces: list[TextPiece] = []
@@ -167,12 +168,14 @@ class _Stream:
             self.received += 1
 
     def on_text(self, payload: bytes, now: float) -> None:
-        text = payload.decode("utf-8", errors="replace")
+        # The output frame this piece belongs to, from the order the server sends them in. A
+        # fast server streamed unpaced may let text overtake buffered audio: never placed late.
+        frame = max(0, self.received - self.text_shift)
         self.pieces.append(
             TextPiece(
-                text=text,
-                frame=self.received,
-                time_s=(self.received + 1) * FRAME_SECONDS,
+                text=payload.decode("utf-8", errors="replace"),
+                frame=frame,
+                time_s=(frame + 1) * FRAME_SECONDS,  # +1: the alignment's leading silent frame
                 wall_s=now - self.t0,
             )
         )
@@ -193,8 +196,8 @@ async def run_session(
     loop = asyncio.get_running_loop()
     t_start = time.perf_counter()
     ws = await _open(url, timeouts, insecure)
-    expected = spec.expected_output_frames(int(frames.shape[0]))
-    st = _Stream(ws, frames, expected, spec.output_frame_lag)
+    st = _Stream(ws, frames, spec)
+    expected = st.expected
     sender: asyncio.Task[None] | None = None
     try:
         try:

@@ -1,0 +1,263 @@
+"""The whole `infer` command against the protocol-faithful fake server: happy paths, resume,
+every fault ending as a failed sample with a reason while the batch goes on."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.sync.client import connect as sync_connect
+
+from pipeline.cli import main
+from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE
+from tests.fakes.fake_server import Behaviour, FakeServer, estimate_frame_index
+
+FORMATS = [(16000, 1, "PCM_16"), (48000, 2, "PCM_24"), (24000, 1, "FLOAT"), (44100, 1, "PCM_16")]
+
+
+def make_dataset(root: Path, n: int, seconds: float = 1.0, task: str = "user_interruption") -> None:
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        rate, channels, subtype = FORMATS[i % len(FORMATS)]
+        folder = root / task / str(i)
+        folder.mkdir(parents=True)
+        x = 0.2 * rng.standard_normal((int(rate * (seconds + 0.013 * i)), channels))
+        sf.write(folder / "input.wav", x.astype(np.float32), rate, subtype=subtype)
+
+
+def run_infer(server: str, root: Path, run_dir: Path, *extra: str) -> int:
+    return main(["infer", "--server", server, "--root", str(root), "--run-dir", str(run_dir),
+                 "--retry-backoff", "0.01", *extra])
+
+
+def lines(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+
+def manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+
+def expected_len(path: Path) -> int:
+    info = sf.info(str(path))
+    return round(info.frames * MODEL_RATE / info.samplerate)
+
+
+def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 4)
+    with FakeServer(Behaviour(prompt_phase_s=0.3)) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r1") == 0
+        sessions = list(srv.sessions)
+    # the session: prompts sent URL-encoded, never a seed, nothing sent before 0x00
+    assert len(sessions) == 4
+    for s in sessions:
+        assert s.query == {"voice_prompt": "NATF2.pt",
+                           "text_prompt": "You are a helpful and friendly assistant."}
+        assert s.discarded_before_handshake == 0 and s.error is None
+    for i, rec in enumerate(lines(tmp_path / "r1")):
+        folder = root / "user_interruption" / str(i)
+        assert rec["status"] == "ok" and rec["session_index"] == i and rec["attempts"] == []
+        n = int(np.ceil(expected_len(folder / "input.wav") / FRAME_SAMPLES))
+        assert rec["frames_sent"] == rec["frames_received"] == rec["frames_expected"] == n
+        out, rate = sf.read(folder / "output.wav", dtype="float32")
+        info = sf.info(str(folder / "output.wav"))
+        assert (rate, info.channels, info.subtype) == (MODEL_RATE, 1, "PCM_16")
+        assert out.shape[0] == expected_len(folder / "input.wav")  # exactly the input's length
+        assert np.all(out[:FRAME_SAMPLES] == 0)  # reference alignment: one silent frame first
+        for j in range(n - 1):  # then output frame j, in order (the fake encodes j in pitch)
+            seg = out[FRAME_SAMPLES * (j + 1) : FRAME_SAMPLES * (j + 2)]
+            if seg.shape[0] == FRAME_SAMPLES:
+                assert estimate_frame_index(seg) == j % 64
+        doc = json.loads((folder / "output_text.json").read_text())
+        assert doc["text"].startswith(" word0 word1")
+        # piece k rides with output frame 4k+3 (text_every=4); it may overtake buffered audio
+        # but is never placed after its frame
+        frames = [p["frame"] for p in doc["pieces"]]
+        assert frames == sorted(frames)
+        assert all(f <= 4 * k + 3 for k, f in enumerate(frames))
+        assert all(p["time_s"] == pytest.approx((p["frame"] + 1) * 0.08) for p in doc["pieces"])
+        assert not (folder / "output.json").exists()  # the evaluation's name stays free
+    m = manifest(tmp_path / "r1")
+    assert m["status"] == "finished" and m["counts"] == {"ok": 4, "failed": 0, "skipped": 0}
+    assert m["profile"] == "personaplex" and m["server_url"].endswith("/api/chat")
+
+    with FakeServer(Behaviour()) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r2") == 0
+        assert srv.sessions == []  # everything complete: skipped without connecting
+        assert [r["status"] for r in lines(tmp_path / "r2")] == ["skipped"] * 4
+        # a corrupted output is redone, the rest stays skipped
+        bad = root / "user_interruption" / "2" / "output.wav"
+        bad.write_bytes(bad.read_bytes()[:1000])
+        assert run_infer(srv.address, root, tmp_path / "r3") == 0
+        assert [r["status"] for r in lines(tmp_path / "r3")] == ["skipped", "skipped", "ok", "skipped"]
+        assert run_infer(srv.address, root, tmp_path / "r4", "--overwrite") == 0
+        assert [r["status"] for r in lines(tmp_path / "r4")] == ["ok"] * 4
+
+
+def test_moshi_profile_n_minus_one_and_per_task_prompt(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 2)
+    with FakeServer(Behaviour(profile="moshi")) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r", "--profile", "moshi") == 0
+        assert all(s.query == {} for s in srv.sessions)
+    for rec in lines(tmp_path / "r"):
+        assert rec["frames_received"] == rec["frames_sent"] - 1 == rec["frames_expected"]
+        doc = json.loads((root / "user_interruption" / rec["id"] / "output_text.json").read_text())
+        # moshi sends text inline after its frame's audio: exact frame of every piece
+        assert [p["frame"] for p in doc["pieces"]] == [4 * k + 3 for k in range(len(doc["pieces"]))]
+    with FakeServer(Behaviour()) as srv:
+        code = run_infer(srv.address, root, tmp_path / "r2", "--overwrite", "--voice", "VARM3.pt",
+                         "--task-text-prompt", "user_interruption=You are a wise teacher.")
+        assert code == 0
+        assert srv.sessions[0].query == {"voice_prompt": "VARM3.pt",
+                                         "text_prompt": "You are a wise teacher."}
+
+
+def test_every_fault_fails_its_sample_with_a_reason_and_the_batch_goes_on(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 5, seconds=1.5)
+    faults = {
+        0: Behaviour(close_after_frames=3),
+        1: Behaviour(stall_after_frames=2),
+        2: Behaviour(garbage_after_frames=2),
+        3: Behaviour(never_handshake=True),
+    }
+    with FakeServer(lambda i: faults.get(i, Behaviour())) as srv:
+        code = run_infer(srv.address, root, tmp_path / "r", "--sample-retries", "0",
+                         "--stall-timeout", "1", "--handshake-timeout", "1")
+    assert code == 1
+    recs = lines(tmp_path / "r")
+    kinds = [r["error_kind"] for r in recs]
+    assert kinds == ["server_closed", "stall", "protocol", "handshake_timeout", None]
+    assert "after 3/" in recs[0]["error"] and "1006" in recs[0]["error"]
+    assert "no message from the server for 1 s" in recs[1]["error"]
+    assert "invalid Ogg" in recs[2]["error"]
+    assert "no handshake within 1 s" in recs[3]["error"]
+    assert recs[4]["status"] == "ok"
+    for i in range(4):  # a failed sample leaves nothing that looks finished
+        folder = root / "user_interruption" / str(i)
+        assert not (folder / "output.wav").exists() and not (folder / "output_text.json").exists()
+    m = manifest(tmp_path / "r")
+    assert m["status"] == "failed" and m["counts"] == {"ok": 1, "failed": 4, "skipped": 0}
+
+
+def test_mid_sample_failure_is_retried_as_a_new_session(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1)
+    with FakeServer(lambda i: Behaviour(close_after_frames=2) if i == 0 else Behaviour()) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r", "--sample-retries", "1") == 0
+        assert len(srv.sessions) == 2
+    (rec,) = lines(tmp_path / "r")
+    assert rec["status"] == "ok" and rec["session_index"] == 1
+    assert [(a["stage"], a["error_kind"]) for a in rec["attempts"]] == [("session", "server_closed")]
+
+
+def test_server_crash_before_handshake_is_retried_then_reported(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1)
+    with FakeServer(Behaviour()) as srv:
+        code = run_infer(srv.address, root, tmp_path / "r", "--voice-prompt", "NOPE.pt",
+                         "--connect-retries", "2")
+        assert len(srv.sessions) == 3 and "FileNotFoundError" in str(srv.sessions[0].error)
+    (rec,) = lines(tmp_path / "r")
+    assert code == 1 and rec["error_kind"] == "connect"
+    assert "closed the connection before the handshake" in rec["error"]
+    assert [a["stage"] for a in rec["attempts"]] == ["connect", "connect"]
+
+
+def test_connection_refused_is_retried_with_backoff(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = run_infer(f"127.0.0.1:{port}", root, tmp_path / "r", "--connect-retries", "3")
+    recs = lines(tmp_path / "r")
+    assert code == 1 and [r["status"] for r in recs] == ["failed", "failed"]
+    assert all(len(r["attempts"]) == 3 and "cannot connect" in r["error"] for r in recs)
+
+
+def test_queued_behind_another_client_with_unanswered_pings(tmp_path: Path) -> None:
+    """Another client holds the server for 3 s; we wait without dropping ourselves."""
+    root = tmp_path / "data"
+    make_dataset(root, 1)
+    with FakeServer(Behaviour(profile="moshi")) as srv:
+        with sync_connect(srv.chat_url, ping_interval=None) as holder:
+            assert holder.recv(timeout=5) == b"\x00"
+            threading.Timer(3.0, holder.close).start()
+            t0 = time.monotonic()
+            assert run_infer(srv.address, root, tmp_path / "r", "--profile", "moshi",
+                             "--handshake-timeout", "20") == 0
+            assert time.monotonic() - t0 >= 2.5
+        assert srv.sessions[1].lock_wait_s is not None and srv.sessions[1].lock_wait_s >= 2.5
+
+
+def test_bad_inputs_fail_their_sample_only(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1, task="background_speech")
+    task = root / "background_speech"
+    (task / "10").mkdir()  # no input.wav
+    (task / "11").mkdir()
+    (task / "11" / "input.wav").write_bytes(b"RIFF....garbage")
+    (task / "12").mkdir()
+    sf.write(task / "12" / "input.wav", np.zeros(0, np.float32), 16000)
+    with FakeServer(Behaviour()) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r") == 1
+        assert len(srv.sessions) == 1
+    recs = {r["id"]: r for r in lines(tmp_path / "r")}
+    assert recs["0"]["status"] == "ok"
+    assert "10/input.wav is missing" in recs["10"]["error"]
+    assert "11/input.wav is not readable audio" in recs["11"]["error"]
+    assert "holds no audio" in recs["12"]["error"]
+    assert {recs[k]["error_kind"] for k in ("10", "11", "12")} == {"input"}
+
+
+def test_realtime_pacing_records_lag(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1, seconds=1.2)
+    with FakeServer(Behaviour(frame_delay_s=0.01)) as srv:
+        t0 = time.monotonic()
+        assert run_infer(srv.address, root, tmp_path / "r", "--pace", "realtime") == 0
+        wall = time.monotonic() - t0
+    (rec,) = lines(tmp_path / "r")
+    assert wall >= 1.1  # paced: no faster than the audio
+    lag = rec["lag"]
+    assert lag is not None and 0.005 < lag["p50_s"] <= lag["p95_s"] <= lag["max_s"] < 0.5
+    assert 0.9 < rec["realtime_factor"] < 1.5
+
+
+def test_unpaced_is_faster_than_real_time(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1, seconds=4.0)
+    with FakeServer(Behaviour()) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r") == 0
+    (rec,) = lines(tmp_path / "r")
+    assert rec["lag"] is None and rec["realtime_factor"] < 0.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--root", "/nonexistent/fdb"], "does not exist"),
+        (["--task", "bogus"], "unknown task 'bogus'"),
+        (["--text-prompt", ""], "empty"),
+        (["--server", "ftp://x"], "not supported"),
+    ],
+)
+def test_clear_errors_before_anything_runs(
+    tmp_path: Path, argv: list[str], message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1)
+    base = ["infer", "--root", str(root), "--run-dir", str(tmp_path / "r")]
+    assert main([*base, *argv]) == 2
+    assert message in caplog.text
+    assert not (tmp_path / "r").exists()
