@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import PACES, PROFILES, ConfigError, resolve_settings
+from pipeline.config import ENCODERS, PACES, PROFILES, ConfigError, resolve_settings
 from pipeline.dataset.discovery import KNOWN_TASKS, DatasetError
 from pipeline.stream.protocol import ServerAddressError
 
@@ -27,59 +27,157 @@ def add_client_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `infer` and `bench`: the dataset, the session and the run records."""
     g = p.add_argument_group("dataset")
     g.add_argument("--root", type=Path, default=S, help="dataset root holding the task folders")
-    g.add_argument("--task", dest="tasks", action="append", default=S, metavar="TASK",
-                   help=f"task folder (repeatable; default: every known one present): "
-                        f"{', '.join(KNOWN_TASKS)}")
-    g.add_argument("--prefix", choices=["", "clean_"], default=S,
-                   help="'' reads input.wav/writes output.wav; 'clean_' the clean_ pair")
-    g.add_argument("--overwrite", action="store_true", default=S,
-                   help="redo samples that are already complete")
+    g.add_argument(
+        "--task",
+        dest="tasks",
+        action="append",
+        default=S,
+        metavar="TASK",
+        help=f"task folder (repeatable; default: every known one present): "
+        f"{', '.join(KNOWN_TASKS)}",
+    )
+    g.add_argument(
+        "--prefix",
+        choices=["", "clean_"],
+        default=S,
+        help="'' reads input.wav/writes output.wav; 'clean_' the clean_ pair",
+    )
+    g.add_argument(
+        "--overwrite", action="store_true", default=S, help="redo samples that are already complete"
+    )
     g = p.add_argument_group("session")
-    g.add_argument("--profile", choices=PROFILES, default=S,
-                   help="server flavour: personaplex (N->N frames, prompts) or moshi (N->N-1)")
-    g.add_argument("--voice-prompt", "--voice", dest="voice_prompt", default=S,
-                   help="PersonaPlex voice prompt (default NATF2.pt)")
-    g.add_argument("--text-prompt", dest="text_prompt", default=S,
-                   help="PersonaPlex text prompt (default 'You are a helpful and friendly assistant.')")
-    g.add_argument("--task-text-prompt", dest="text_prompts", action="append", default=S,
-                   type=_text_prompt_pair, metavar="TASK=PROMPT",
-                   help="per-task text prompt (repeatable)")
-    g.add_argument("--pace", choices=PACES, default=S,
-                   help="none: as fast as the server takes; realtime: 80 ms per frame, lag recorded")
-    g.add_argument("--insecure", action="store_true", default=S,
-                   help="accept a self-signed certificate on wss://")
-    g.add_argument("--connect-timeout", dest="connect_timeout_s", type=float, default=S,
-                   metavar="S", help="TCP connect + upgrade timeout (default 30)")
-    g.add_argument("--handshake-timeout", dest="handshake_timeout_s", type=float, default=S,
-                   metavar="S", help="wait for the server's 0x00 handshake (default 600)")
-    g.add_argument("--stall-timeout", dest="stall_timeout_s", type=float, default=S,
-                   metavar="S", help="fail a sample after this long without a message (default 60)")
-    g.add_argument("--connect-retries", dest="connect_retries", type=int, default=S,
-                   metavar="N", help="reconnect tries when refused/closed before handshake (default 5)")
-    g.add_argument("--sample-retries", dest="sample_retries", type=int, default=S,
-                   metavar="N", help="new sessions for a sample that failed mid-stream (default 2)")
-    g.add_argument("--retry-backoff", dest="retry_backoff_s", type=float, default=S,
-                   metavar="S", help="first reconnect wait, doubling each try (default 1)")
+    g.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=S,
+        help="server flavour: personaplex (N->N frames, prompts) or moshi (N->N-1)",
+    )
+    g.add_argument(
+        "--voice-prompt",
+        "--voice",
+        dest="voice_prompt",
+        default=S,
+        help="PersonaPlex voice prompt (default NATF2.pt)",
+    )
+    g.add_argument(
+        "--text-prompt",
+        dest="text_prompt",
+        default=S,
+        help="PersonaPlex text prompt (default 'You are a helpful and friendly assistant.')",
+    )
+    g.add_argument(
+        "--task-text-prompt",
+        dest="text_prompts",
+        action="append",
+        default=S,
+        type=_text_prompt_pair,
+        metavar="TASK=PROMPT",
+        help="per-task text prompt (repeatable)",
+    )
+    g.add_argument(
+        "--pace",
+        choices=PACES,
+        default=S,
+        help="none: as fast as the server takes; realtime: 80 ms per frame, lag recorded",
+    )
+    g.add_argument(
+        "--encoder",
+        choices=ENCODERS,
+        default=S,
+        help="Opus settings: webclient (audio, complexity 0, as the servers' web"
+        " client; default) or sphn (voip, as the reference clients; ~10x CPU)",
+    )
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        default=S,
+        help="accept a self-signed certificate on wss://",
+    )
+    g.add_argument(
+        "--connect-timeout",
+        dest="connect_timeout_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="TCP connect + upgrade timeout (default 30)",
+    )
+    g.add_argument(
+        "--handshake-timeout",
+        dest="handshake_timeout_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="wait for the server's 0x00 handshake (default 600)",
+    )
+    g.add_argument(
+        "--stall-timeout",
+        dest="stall_timeout_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="fail a sample after this long without a message (default 60)",
+    )
+    g.add_argument(
+        "--connect-retries",
+        dest="connect_retries",
+        type=int,
+        default=S,
+        metavar="N",
+        help="reconnect tries when refused/closed before handshake (default 5)",
+    )
+    g.add_argument(
+        "--sample-retries",
+        dest="sample_retries",
+        type=int,
+        default=S,
+        metavar="N",
+        help="new sessions for a sample that failed mid-stream (default 2)",
+    )
+    g.add_argument(
+        "--retry-backoff",
+        dest="retry_backoff_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="first reconnect wait, doubling each try (default 1)",
+    )
     g = p.add_argument_group("records")
-    g.add_argument("--run-dir", type=Path, default=S,
-                   help="where manifest.json and samples.jsonl go (default runs/<run id>)")
-    g.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
-                   help="settings file; the command line wins over it, it wins over defaults")
+    g.add_argument(
+        "--run-dir",
+        type=Path,
+        default=S,
+        help="where manifest.json and samples.jsonl go (default runs/<run id>)",
+    )
+    g.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="settings file; the command line wins over it, it wins over defaults",
+    )
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
-        description="Benchmark full-duplex speech servers (PersonaPlex, Moshi) on Full-Duplex-Bench.",
+        description="Benchmark full-duplex speech servers (PersonaPlex, Moshi)"
+        " on Full-Duplex-Bench.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     infer = sub.add_parser(
-        "infer", help="stream every sample to a running server and write outputs beside inputs",
+        "infer",
+        help="stream every sample to a running server and write outputs beside inputs",
         description="Stream every benchmark sample to a running server; resumable.",
     )
-    infer.add_argument("--server", "--server-ip", "--server_ip", dest="server", default=S,
-                       help="host:port, ws://host:port or wss://host:port (default localhost:8998)")
+    infer.add_argument(
+        "--server",
+        "--server-ip",
+        "--server_ip",
+        dest="server",
+        default=S,
+        help="host:port, ws://host:port or wss://host:port (default localhost:8998)",
+    )
     add_client_options(infer)
     return parser
 

@@ -15,8 +15,10 @@ from typing import Any, Literal, get_args
 
 Profile = Literal["personaplex", "moshi"]
 Pace = Literal["none", "realtime"]
+Encoder = Literal["sphn", "webclient"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 PACES: tuple[str, ...] = get_args(Pace)
+ENCODERS: tuple[str, ...] = get_args(Encoder)
 PREFIXES = ("", "clean_")
 
 DEFAULT_VOICE_PROMPT = "NATF2.pt"
@@ -41,6 +43,9 @@ class InferSettings:
     text_prompts: dict[str, str] = field(default_factory=dict)  # per-task overrides
     profile: Profile = "personaplex"
     pace: Pace = "none"
+    # Opus settings: "webclient" as the servers' own web client (cheap); "sphn" as the servers'
+    # writer and the Full-Duplex-Bench reference clients (voip, ~10x the CPU)
+    encoder: Encoder = "webclient"
     run_dir: Path | None = None  # default: runs/<run id>
     insecure: bool = False
     connect_timeout_s: float = 30.0  # TCP + HTTP upgrade
@@ -58,9 +63,16 @@ class InferSettings:
             raise ConfigError(f"profile {self.profile!r} is unknown; use one of {PROFILES}")
         if self.pace not in PACES:
             raise ConfigError(f"pace {self.pace!r} is unknown; use one of {PACES}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"encoder {self.encoder!r} is unknown; use one of {ENCODERS}")
         if self.prefix not in PREFIXES:
             raise ConfigError(f"prefix {self.prefix!r} is unknown; use '' or 'clean_'")
-        for name in ("connect_timeout_s", "handshake_timeout_s", "stall_timeout_s", "retry_backoff_s"):
+        for name in (
+            "connect_timeout_s",
+            "handshake_timeout_s",
+            "stall_timeout_s",
+            "retry_backoff_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds")
         for name in ("connect_retries", "sample_retries"):

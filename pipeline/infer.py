@@ -1,4 +1,4 @@
-"""`infer`: stream a dataset to an already running server (the reference `inference.py`, done right)."""
+"""`infer`: stream a dataset to a running server - the reference inference.py, done right."""
 
 from __future__ import annotations
 
@@ -88,7 +88,14 @@ def infer(settings: InferSettings) -> int:
         },
     )
     console = Console(stderr=True)
-    log.info("run %s: %d samples from %s -> %s (profile %s, pace %s); records in %s",
-             run_id, len(samples), settings.root, slots[0].url, settings.profile, settings.pace,
-             run_dir)
+    log.info(
+        "run %s: %d samples from %s -> %s (profile %s, pace %s); records in %s",
+        run_id,
+        len(samples),
+        settings.root,
+        slots[0].url,
+        settings.profile,
+        settings.pace,
+        run_dir,
+    )
     return execute(settings, samples, slots, records, console).exit_code

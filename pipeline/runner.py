@@ -34,7 +34,13 @@ from tenacity import (
 )
 
 from pipeline.config import InferSettings
-from pipeline.dataset.audio import FRAME_SECONDS, InputAudio, InputAudioError, file_sha256, load_input
+from pipeline.dataset.audio import (
+    FRAME_SECONDS,
+    InputAudio,
+    InputAudioError,
+    file_sha256,
+    load_input,
+)
 from pipeline.dataset.discovery import Sample
 from pipeline.results.outputs import align_output, is_complete, remove_leftovers, write_outputs
 from pipeline.results.records import RunRecords
@@ -76,7 +82,11 @@ def _lag_fields(result: SessionResult) -> dict[str, float] | None:
     lag = result.lag
     if lag is None:
         return None
-    return {"p50_s": round(lag.p50_s, 4), "p95_s": round(lag.p95_s, 4), "max_s": round(lag.max_s, 4)}
+    return {
+        "p50_s": round(lag.p50_s, 4),
+        "p95_s": round(lag.p95_s, 4),
+        "max_s": round(lag.max_s, 4),
+    }
 
 
 class SampleRunner:
@@ -93,8 +103,13 @@ class SampleRunner:
         )
 
     async def _session(
-        self, slot: ServerSlot, sample: Sample, audio: InputAudio, attempts: list[dict[str, Any]],
-        state: dict[str, Any], on_frame: Callable[[int], None] | None,
+        self,
+        slot: ServerSlot,
+        sample: Sample,
+        audio: InputAudio,
+        attempts: list[dict[str, Any]],
+        state: dict[str, Any],
+        on_frame: Callable[[int], None] | None,
     ) -> SessionResult:
         s = self.settings
         url = session_url(slot.url, s.profile, s.voice_prompt, s.text_prompt_for(sample.task))
@@ -103,10 +118,22 @@ class SampleRunner:
             def record(rs: RetryCallState) -> None:
                 exc = rs.outcome.exception() if rs.outcome else None
                 kind = getattr(exc, "kind", type(exc).__name__)
-                attempts.append({"stage": stage, "attempt": rs.attempt_number, "error_kind": kind,
-                                 "error": str(exc)})
-                log.warning("%s: %s attempt %d failed (%s); retrying", sample.key, stage,
-                            rs.attempt_number, exc)
+                attempts.append(
+                    {
+                        "stage": stage,
+                        "attempt": rs.attempt_number,
+                        "error_kind": kind,
+                        "error": str(exc),
+                    }
+                )
+                log.warning(
+                    "%s: %s attempt %d failed (%s); retrying",
+                    sample.key,
+                    stage,
+                    rs.attempt_number,
+                    exc,
+                )
+
             return record
 
         def handshake() -> None:
@@ -123,9 +150,15 @@ class SampleRunner:
             ):
                 with attempt:
                     return await run_session(
-                        url, audio.frames(), self.spec, realtime=s.pace == "realtime",
-                        timeouts=self.timeouts, insecure=s.insecure,
-                        on_handshake=handshake, on_frame=on_frame,
+                        url,
+                        audio.frames(),
+                        self.spec,
+                        realtime=s.pace == "realtime",
+                        encoder=s.encoder,
+                        timeouts=self.timeouts,
+                        insecure=s.insecure,
+                        on_handshake=handshake,
+                        on_frame=on_frame,
                     )
             raise AssertionError("unreachable")  # pragma: no cover
 
@@ -146,20 +179,33 @@ class SampleRunner:
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         rec: dict[str, Any] = {
-            "task": sample.task, "id": sample.sample_id, "input": str(sample.input_path),
-            "status": "failed", "error": None, "error_kind": None, "duration_s": None,
-            "frames_sent": 0, "frames_received": 0, "frames_expected": None,
-            "wall_s": None, "lag": None, "session_index": None, "server": slot.name,
+            "task": sample.task,
+            "id": sample.sample_id,
+            "input": str(sample.input_path),
+            "status": "failed",
+            "error": None,
+            "error_kind": None,
+            "duration_s": None,
+            "frames_sent": 0,
+            "frames_received": 0,
+            "frames_expected": None,
+            "wall_s": None,
+            "lag": None,
+            "session_index": None,
+            "server": slot.name,
             "attempts": [],
         }
         removed = remove_leftovers(sample)
         if removed:
             log.info("%s: removed %d leftover temporary file(s)", sample.key, len(removed))
         try:
-            if not self.settings.overwrite and sample.input_path.is_file():
-                if is_complete(sample, file_sha256(sample.input_path)):
-                    rec.update(status="skipped", wall_s=round(time.perf_counter() - t0, 3))
-                    return rec
+            if (
+                not self.settings.overwrite
+                and sample.input_path.is_file()
+                and is_complete(sample, file_sha256(sample.input_path))
+            ):
+                rec.update(status="skipped", wall_s=round(time.perf_counter() - t0, 3))
+                return rec
             audio = load_input(sample.input_path)
             rec["duration_s"] = round(audio.duration_s, 3)
             rec["frames_expected"] = self.spec.expected_output_frames(audio.n_frames)
@@ -169,28 +215,43 @@ class SampleRunner:
             finally:
                 rec["session_index"] = state.get("session_index")
             rec.update(
-                frames_sent=result.frames_sent, frames_received=result.frames_received,
-                lag=_lag_fields(result), handshake_s=round(result.handshake_s, 3),
+                frames_sent=result.frames_sent,
+                frames_received=result.frames_received,
+                lag=_lag_fields(result),
+                handshake_s=round(result.handshake_s, 3),
                 stream_s=round(result.stream_s, 3),
                 realtime_factor=round(result.stream_s / audio.duration_s, 3),
             )
             aligned = align_output(result.audio, audio.length)
-            write_outputs(sample, aligned, result.pieces, {
-                "run_id": self.records.run_id, "input_sha256": audio.sha256,
-                "profile": self.settings.profile, "server": slot.url,
-                "voice_prompt": self.settings.voice_prompt if self.spec.sends_prompts else None,
-                "text_prompt": self.settings.text_prompt_for(sample.task)
-                if self.spec.sends_prompts else None,
-                "session_index": rec["session_index"], "frames_sent": result.frames_sent,
-                "frames_received": result.frames_received,
-                "frame_seconds": FRAME_SECONDS,
-            })
+            write_outputs(
+                sample,
+                aligned,
+                result.pieces,
+                {
+                    "run_id": self.records.run_id,
+                    "input_sha256": audio.sha256,
+                    "profile": self.settings.profile,
+                    "server": slot.url,
+                    "voice_prompt": self.settings.voice_prompt if self.spec.sends_prompts else None,
+                    "text_prompt": self.settings.text_prompt_for(sample.task)
+                    if self.spec.sends_prompts
+                    else None,
+                    "session_index": rec["session_index"],
+                    "frames_sent": result.frames_sent,
+                    "frames_received": result.frames_received,
+                    "frame_seconds": FRAME_SECONDS,
+                },
+            )
             rec["status"] = "ok"
         except InputAudioError as exc:
             rec.update(error=str(exc), error_kind="input")
         except SessionError as exc:
-            rec.update(error=exc.reason, error_kind=exc.kind, frames_sent=exc.frames_sent,
-                       frames_received=exc.frames_received)
+            rec.update(
+                error=exc.reason,
+                error_kind=exc.kind,
+                frames_sent=exc.frames_sent,
+                frames_received=exc.frames_received,
+            )
         except OSError as exc:  # writing outputs: disk full, permissions
             rec.update(error=f"cannot write outputs in {sample.folder}: {exc}", error_kind="write")
         rec["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -210,9 +271,14 @@ async def run_batch(
     for sample in samples:
         queue.put_nowait(sample)
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
 
     def counts_text() -> str:
@@ -271,7 +337,9 @@ def print_summary(console: Console, outcome: BatchOutcome, records: RunRecords) 
     for col in ("ok", "failed", "skipped", "total"):
         table.add_column(col, justify="right")
     table.add_row(
-        f"[green]{counts['ok']}[/]", f"[red]{counts['failed']}[/]", str(counts["skipped"]),
+        f"[green]{counts['ok']}[/]",
+        f"[red]{counts['failed']}[/]",
+        str(counts["skipped"]),
         str(sum(counts.values())),
     )
     console.print(table)
@@ -281,11 +349,15 @@ def print_summary(console: Console, outcome: BatchOutcome, records: RunRecords) 
         console.print(f"  ... and {len(outcome.failures) - 20} more (see samples.jsonl)")
     if outcome.interrupted_by is not None:
         name = signal.Signals(outcome.interrupted_by).name
-        console.print(f"[bold yellow]INTERRUPTED by {name}[/]: completed samples are kept;"
-                      " run the same command again to resume.")
+        console.print(
+            f"[bold yellow]INTERRUPTED by {name}[/]: completed samples are kept;"
+            " run the same command again to resume."
+        )
     elif counts["failed"]:
-        console.print(f"[bold red]FAILED: {counts['failed']} sample(s) did not complete[/]"
-                      " - the evaluation would silently skip them. Re-run to retry them.")
+        console.print(
+            f"[bold red]FAILED: {counts['failed']} sample(s) did not complete[/]"
+            " - the evaluation would silently skip them. Re-run to retry them."
+        )
     else:
         console.print("[bold green]ALL SAMPLES COMPLETE[/]")
     console.print(f"records: {records.manifest_path} and {records.samples_path}")

@@ -33,8 +33,20 @@ def make_dataset(root: Path, n: int, seconds: float = 1.0, task: str = "user_int
 
 
 def run_infer(server: str, root: Path, run_dir: Path, *extra: str) -> int:
-    return main(["infer", "--server", server, "--root", str(root), "--run-dir", str(run_dir),
-                 "--retry-backoff", "0.01", *extra])
+    return main(
+        [
+            "infer",
+            "--server",
+            server,
+            "--root",
+            str(root),
+            "--run-dir",
+            str(run_dir),
+            "--retry-backoff",
+            "0.01",
+            *extra,
+        ]
+    )
 
 
 def lines(run_dir: Path) -> list[dict[str, Any]]:
@@ -59,8 +71,10 @@ def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
     # the session: prompts sent URL-encoded, never a seed, nothing sent before 0x00
     assert len(sessions) == 4
     for s in sessions:
-        assert s.query == {"voice_prompt": "NATF2.pt",
-                           "text_prompt": "You are a helpful and friendly assistant."}
+        assert s.query == {
+            "voice_prompt": "NATF2.pt",
+            "text_prompt": "You are a helpful and friendly assistant.",
+        }
         assert s.discarded_before_handshake == 0 and s.error is None
     for i, rec in enumerate(lines(tmp_path / "r1")):
         folder = root / "user_interruption" / str(i)
@@ -97,7 +111,12 @@ def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
         bad = root / "user_interruption" / "2" / "output.wav"
         bad.write_bytes(bad.read_bytes()[:1000])
         assert run_infer(srv.address, root, tmp_path / "r3") == 0
-        assert [r["status"] for r in lines(tmp_path / "r3")] == ["skipped", "skipped", "ok", "skipped"]
+        assert [r["status"] for r in lines(tmp_path / "r3")] == [
+            "skipped",
+            "skipped",
+            "ok",
+            "skipped",
+        ]
         assert run_infer(srv.address, root, tmp_path / "r4", "--overwrite") == 0
         assert [r["status"] for r in lines(tmp_path / "r4")] == ["ok"] * 4
 
@@ -114,11 +133,21 @@ def test_moshi_profile_n_minus_one_and_per_task_prompt(tmp_path: Path) -> None:
         # moshi sends text inline after its frame's audio: exact frame of every piece
         assert [p["frame"] for p in doc["pieces"]] == [4 * k + 3 for k in range(len(doc["pieces"]))]
     with FakeServer(Behaviour()) as srv:
-        code = run_infer(srv.address, root, tmp_path / "r2", "--overwrite", "--voice", "VARM3.pt",
-                         "--task-text-prompt", "user_interruption=You are a wise teacher.")
+        code = run_infer(
+            srv.address,
+            root,
+            tmp_path / "r2",
+            "--overwrite",
+            "--voice",
+            "VARM3.pt",
+            "--task-text-prompt",
+            "user_interruption=You are a wise teacher.",
+        )
         assert code == 0
-        assert srv.sessions[0].query == {"voice_prompt": "VARM3.pt",
-                                         "text_prompt": "You are a wise teacher."}
+        assert srv.sessions[0].query == {
+            "voice_prompt": "VARM3.pt",
+            "text_prompt": "You are a wise teacher.",
+        }
 
 
 def test_every_fault_fails_its_sample_with_a_reason_and_the_batch_goes_on(tmp_path: Path) -> None:
@@ -131,8 +160,17 @@ def test_every_fault_fails_its_sample_with_a_reason_and_the_batch_goes_on(tmp_pa
         3: Behaviour(never_handshake=True),
     }
     with FakeServer(lambda i: faults.get(i, Behaviour())) as srv:
-        code = run_infer(srv.address, root, tmp_path / "r", "--sample-retries", "0",
-                         "--stall-timeout", "1", "--handshake-timeout", "1")
+        code = run_infer(
+            srv.address,
+            root,
+            tmp_path / "r",
+            "--sample-retries",
+            "0",
+            "--stall-timeout",
+            "1",
+            "--handshake-timeout",
+            "1",
+        )
     assert code == 1
     recs = lines(tmp_path / "r")
     kinds = [r["error_kind"] for r in recs]
@@ -157,15 +195,18 @@ def test_mid_sample_failure_is_retried_as_a_new_session(tmp_path: Path) -> None:
         assert len(srv.sessions) == 2
     (rec,) = lines(tmp_path / "r")
     assert rec["status"] == "ok" and rec["session_index"] == 1
-    assert [(a["stage"], a["error_kind"]) for a in rec["attempts"]] == [("session", "server_closed")]
+    assert [(a["stage"], a["error_kind"]) for a in rec["attempts"]] == [
+        ("session", "server_closed")
+    ]
 
 
 def test_server_crash_before_handshake_is_retried_then_reported(tmp_path: Path) -> None:
     root = tmp_path / "data"
     make_dataset(root, 1)
     with FakeServer(Behaviour()) as srv:
-        code = run_infer(srv.address, root, tmp_path / "r", "--voice-prompt", "NOPE.pt",
-                         "--connect-retries", "2")
+        code = run_infer(
+            srv.address, root, tmp_path / "r", "--voice-prompt", "NOPE.pt", "--connect-retries", "2"
+        )
         assert len(srv.sessions) == 3 and "FileNotFoundError" in str(srv.sessions[0].error)
     (rec,) = lines(tmp_path / "r")
     assert code == 1 and rec["error_kind"] == "connect"
@@ -194,8 +235,18 @@ def test_queued_behind_another_client_with_unanswered_pings(tmp_path: Path) -> N
             assert holder.recv(timeout=5) == b"\x00"
             threading.Timer(3.0, holder.close).start()
             t0 = time.monotonic()
-            assert run_infer(srv.address, root, tmp_path / "r", "--profile", "moshi",
-                             "--handshake-timeout", "20") == 0
+            assert (
+                run_infer(
+                    srv.address,
+                    root,
+                    tmp_path / "r",
+                    "--profile",
+                    "moshi",
+                    "--handshake-timeout",
+                    "20",
+                )
+                == 0
+            )
             assert time.monotonic() - t0 >= 2.5
         assert srv.sessions[1].lock_wait_s is not None and srv.sessions[1].lock_wait_s >= 2.5
 

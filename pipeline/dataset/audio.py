@@ -82,7 +82,9 @@ def file_sha256(path: Path) -> str:
 def load_input(path: Path) -> InputAudio:
     """Read any rate/channel count/subtype soundfile knows; errors name the file and the fix."""
     if not path.exists():
-        raise InputAudioError(f"{path} is missing; put the sample's input wav there or remove the folder")
+        raise InputAudioError(
+            f"{path} is missing; put the sample's input wav there or remove the folder"
+        )
     if not path.is_file():
         raise InputAudioError(f"{path} is not a file")
     try:

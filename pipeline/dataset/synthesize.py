@@ -30,7 +30,12 @@ SENTENCES = (
 )
 INTERRUPTIONS = ("Wait, actually, sorry.", "Hold on, one second.", "No, that is not it.")
 # (rate, channels, subtype) cycled over samples: what the dataset may throw at the client
-FORMATS = ((16_000, 1, "PCM_16"), (48_000, 2, "PCM_24"), (24_000, 1, "FLOAT"), (44_100, 1, "PCM_16"))
+FORMATS = (
+    (16_000, 1, "PCM_16"),
+    (48_000, 2, "PCM_24"),
+    (24_000, 1, "FLOAT"),
+    (44_100, 1, "PCM_16"),
+)
 
 
 class SynthError(RuntimeError):
@@ -51,8 +56,9 @@ def speak(text: str, voice: str = "en-us") -> tuple[Float32Array, int]:
         raise SynthError("espeak-ng is not installed; apt-get install -y espeak-ng")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "s.wav"
-        subprocess.run([exe, "-v", voice, "-s", "170", "-w", str(wav), text], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [exe, "-v", voice, "-s", "170", "-w", str(wav), text], check=True, capture_output=True
+        )
         data, rate = sf.read(str(wav), dtype="float32")
     return np.asarray(data, dtype=np.float32), int(rate)
 
@@ -89,8 +95,12 @@ def make_sample(folder: Path, index: int, silence: bool = False, trailing_s: flo
         window = [round(start, 3), round(start + event.shape[0] / rate, 3)]
     _write(folder / "input.wav", noisy, rate, channels, subtype)
     _write(folder / "clean_input.wav", clean, rate, channels, subtype)
-    meta = {"context_text": context, "current_turn_text": interruption, "timestamps": window,
-            "synthetic": True}
+    meta = {
+        "context_text": context,
+        "current_turn_text": interruption,
+        "timestamps": window,
+        "synthetic": True,
+    }
     (folder / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 

@@ -1,4 +1,4 @@
-"""Write a sample's outputs beside its input, atomically, and tell a finished sample from a leftover.
+"""Write a sample's outputs beside its input, atomically; tell a finished sample from a leftover.
 
 A sample is complete only when ``{prefix}output_text.json`` (written last; the commit marker) is
 ours, names the current input's sha256, and the wav's sha256 and length match what it records.
@@ -106,7 +106,12 @@ def write_outputs(
         **record,
         "text": "".join(p.text for p in pieces),
         "pieces": [
-            {"text": p.text, "frame": p.frame, "time_s": round(p.time_s, 3), "wall_s": round(p.wall_s, 3)}
+            {
+                "text": p.text,
+                "frame": p.frame,
+                "time_s": round(p.time_s, 3),
+                "wall_s": round(p.wall_s, 3),
+            }
             for p in pieces
         ],
     }

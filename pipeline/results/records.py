@@ -81,7 +81,11 @@ def git_state(where: Path | None = None) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(
-                ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10
+                ["git", "-C", str(here), *args],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=10,
             )
         except (OSError, subprocess.TimeoutExpired):
             return None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -200,6 +200,14 @@ class OpusTags:
 # --------------------------------------------------------------------------------------------
 # Encoder
 # --------------------------------------------------------------------------------------------
+
+
+ENCODER_PRESETS: dict[str, dict[str, Any]] = {
+    # what the servers' sphn writer and the Full-Duplex-Bench reference clients use
+    "sphn": {"application": "voip", "complexity": None},
+    # what the servers' own web client uses: far cheaper, for very fast servers
+    "webclient": {"application": "audio", "complexity": 0},
+}
 
 
 class OggOpusEncoder:

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from pipeline.dataset.audio import FRAME_SAMPLES, FRAME_SECONDS, Float32Array
 from pipeline.results.outputs import TextPiece
 from pipeline.stream.ogg import OggFormatError
-from pipeline.stream.opus import OggOpusDecoder, OggOpusEncoder
+from pipeline.stream.opus import ENCODER_PRESETS, OggOpusDecoder, OggOpusEncoder
 from pipeline.stream.protocol import Kind, ProfileSpec
 
 
@@ -123,7 +123,7 @@ async def _open(url: str, timeouts: Timeouts, insecure: bool) -> ClientConnectio
             ssl=client_ssl(url, insecure),
         )
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-        raise ConnectError(f"cannot connect to {url.split('?')[0]}: {exc}") from exc
+        raise ConnectError(f"cannot connect to {url.split('?', maxsplit=1)[0]}: {exc}") from exc
 
 
 class _Stream:
@@ -143,8 +143,8 @@ class _Stream:
         self.received = 0
         self.t0 = 0.0
 
-    async def send(self, realtime: bool) -> None:
-        encoder = OggOpusEncoder()
+    async def send(self, realtime: bool, encoder_preset: str) -> None:
+        encoder = OggOpusEncoder(**ENCODER_PRESETS[encoder_preset])
         clock = asyncio.get_running_loop().time
         for i, frame in enumerate(self.frames):
             if realtime:  # absolute schedule from the handshake: no drift
@@ -187,6 +187,7 @@ async def run_session(
     spec: ProfileSpec,
     *,
     realtime: bool = False,
+    encoder: str = "webclient",
     timeouts: Timeouts = Timeouts(),
     insecure: bool = False,
     on_handshake: Callable[[], None] | None = None,
@@ -218,7 +219,7 @@ async def run_session(
         handshake_s = time.perf_counter() - t_start
         if on_handshake is not None:
             on_handshake()
-        sender = asyncio.create_task(st.send(realtime))
+        sender = asyncio.create_task(st.send(realtime, encoder))
         decoder = OggOpusDecoder()
         while st.received < expected:
             try:

@@ -36,7 +36,9 @@ def test_alignment_reference_convention() -> None:
     assert np.all(got[FRAME_SAMPLES : 2 * FRAME_SAMPLES] == np.float32(0.01))  # then frame 0
     assert got[-1] == np.float32(0.04)  # cut: frame 4 does not fit
     short = align_output(frames_of(2), length)  # moshi-style fewer frames: zero-padded
-    assert np.all(short[3 * FRAME_SAMPLES :] == 0) and short[3 * FRAME_SAMPLES - 1] == np.float32(0.02)
+    assert np.all(short[3 * FRAME_SAMPLES :] == 0) and short[3 * FRAME_SAMPLES - 1] == np.float32(
+        0.02
+    )
     assert align_output(frames_of(3), 100).tolist() == [0.0] * 100
 
 

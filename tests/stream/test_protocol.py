@@ -37,7 +37,10 @@ def test_personaplex_url_carries_prompts_encoded_and_never_seed() -> None:
     assert parts.path == "/api/chat"
     assert "+" not in parts.query and "%20" in parts.query
     q = parse_qs(parts.query)
-    assert q == {"voice_prompt": ["NATF2.pt"], "text_prompt": ["You are a wise & friendly teacher."]}
+    assert q == {
+        "voice_prompt": ["NATF2.pt"],
+        "text_prompt": ["You are a wise & friendly teacher."],
+    }
     assert "seed" not in url
     with pytest.raises(ValueError, match="empty text prompt"):
         session_url("h:1", "personaplex", "NATF2.pt", " ")
