@@ -51,7 +51,9 @@ def execute(
     status = "failed"
     outcome = BatchOutcome()
     try:
-        outcome = asyncio.run(run_interruptible(run_batch(samples, slots, runner, console)))
+        outcome.interrupted_by = asyncio.run(
+            run_interruptible(run_batch(samples, slots, runner, outcome, console))
+        )
         if outcome.interrupted_by is not None:
             status = "interrupted"
         else:

@@ -44,6 +44,7 @@ from pipeline.dataset.audio import (
 from pipeline.dataset.discovery import Sample
 from pipeline.results.outputs import align_output, is_complete, remove_leftovers, write_outputs
 from pipeline.results.records import RunRecords
+from pipeline.signals import HANDLED
 from pipeline.stream.protocol import PROFILE_SPECS, normalize_server, session_url
 from pipeline.stream.session import (
     ConnectError,
@@ -63,6 +64,14 @@ class ServerSlot:
     url: str
     name: str = "server0"
     sessions: int = 0
+    # called before every session: restarts a dead server, or raises ServerGone
+    ensure_ready: Callable[[], Awaitable[None]] | None = None
+
+
+class ServerGone(SessionError):
+    """The server died and may not be restarted again: its worker stops, the others go on."""
+
+    kind = "server_gone"
 
 
 @dataclass
@@ -149,6 +158,8 @@ class SampleRunner:
                 reraise=True,
             ):
                 with attempt:
+                    if slot.ensure_ready is not None:
+                        await slot.ensure_ready()
                     return await run_session(
                         url,
                         audio.frames(),
@@ -165,7 +176,9 @@ class SampleRunner:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(s.sample_retries + 1),
             retry=retry_if_exception(
-                lambda e: isinstance(e, SessionError) and not isinstance(e, ConnectError)
+                lambda e: (
+                    isinstance(e, SessionError) and not isinstance(e, ConnectError | ServerGone)
+                )
             ),
             before_sleep=note("session"),
             reraise=True,
@@ -174,17 +187,17 @@ class SampleRunner:
                 return await connect_and_stream()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def run(
-        self, sample: Sample, slot: ServerSlot, on_frame: Callable[[int], None] | None = None
+    def failed_record(
+        self, sample: Sample, error: str | None, server: str | None = None
     ) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        rec: dict[str, Any] = {
+        """A sample's record, as failed until proven otherwise."""
+        return {
             "task": sample.task,
             "id": sample.sample_id,
             "input": str(sample.input_path),
             "status": "failed",
-            "error": None,
-            "error_kind": None,
+            "error": error,
+            "error_kind": None if error is None else "no_server",
             "duration_s": None,
             "frames_sent": 0,
             "frames_received": 0,
@@ -192,9 +205,15 @@ class SampleRunner:
             "wall_s": None,
             "lag": None,
             "session_index": None,
-            "server": slot.name,
+            "server": server,
             "attempts": [],
         }
+
+    async def run(
+        self, sample: Sample, slot: ServerSlot, on_frame: Callable[[int], None] | None = None
+    ) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rec = self.failed_record(sample, None, slot.name)
         removed = remove_leftovers(sample)
         if removed:
             log.info("%s: removed %d leftover temporary file(s)", sample.key, len(removed))
@@ -262,11 +281,10 @@ async def run_batch(
     samples: Sequence[Sample],
     slots: Sequence[ServerSlot],
     runner: SampleRunner,
+    outcome: BatchOutcome,
     console: Console | None = None,
-    before_sample: Callable[[ServerSlot], Awaitable[None]] | None = None,
 ) -> BatchOutcome:
     """Spread the samples over the servers through one queue; record each result as it comes."""
-    outcome = BatchOutcome()
     queue: asyncio.Queue[Sample] = asyncio.Queue()
     for sample in samples:
         queue.put_nowait(sample)
@@ -291,24 +309,34 @@ async def run_batch(
                 sample = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            if before_sample is not None:
-                await before_sample(slot)
             rec = await runner.run(sample, slot)
-            runner.records.add_sample(rec)
-            outcome.counts[rec["status"]] += 1
-            if rec["status"] == "failed":
-                outcome.failures.append((sample.key, str(rec["error"])))
-                log.error("%s failed: %s", sample.key, rec["error"])
+            if rec["error_kind"] == ServerGone.kind:  # not the sample's fault: hand it on
+                log.error("%s is gone (%s); the other servers carry on", slot.name, rec["error"])
+                queue.put_nowait(sample)
+                return
+            record(rec)
             progress.update(bar, advance=1, counts=counts_text())
+
+    def record(rec: dict[str, Any]) -> None:
+        runner.records.add_sample(rec)
+        outcome.counts[rec["status"]] += 1
+        if rec["status"] == "failed":
+            outcome.failures.append((f"{rec['task']}/{rec['id']}", str(rec["error"])))
+            log.error("%s/%s failed: %s", rec["task"], rec["id"], rec["error"])
 
     with progress:
         bar = progress.add_task("samples", total=len(samples), counts=counts_text())
         await asyncio.gather(*(worker(slot, bar) for slot in slots))
+        while not queue.empty():  # every server is gone: the rest is failed, never dropped
+            sample = queue.get_nowait()
+            record(runner.failed_record(sample, "no server left to run it (see the server logs)"))
+            progress.update(bar, advance=1, counts=counts_text())
     return outcome
 
 
-async def run_interruptible(coro: Awaitable[BatchOutcome]) -> BatchOutcome:
-    """Run ``coro``; SIGINT/SIGTERM (Ctrl-C, Slurm's scancel) cancel it cleanly."""
+async def run_interruptible(coro: Awaitable[object]) -> int | None:
+    """Run ``coro``; SIGINT/SIGTERM (Ctrl-C, Slurm's scancel) cancel it cleanly. Returns the
+    signal number that stopped it, or None when it ran to the end."""
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(coro)
     got: list[int] = []
@@ -317,18 +345,20 @@ async def run_interruptible(coro: Awaitable[BatchOutcome]) -> BatchOutcome:
         got.append(signum)
         task.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    previous = {s: signal.getsignal(s) for s in HANDLED}
+    for signum in HANDLED:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        return await task
+        await task
+        return None
     except asyncio.CancelledError:
         if not got:
             raise
-        outcome = BatchOutcome(interrupted_by=got[0])
-        return outcome
+        return got[0]
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
+            signal.signal(signum, handler)  # asyncio leaves the default behind: put ours back
 
 
 def print_summary(console: Console, outcome: BatchOutcome, records: RunRecords) -> None:
