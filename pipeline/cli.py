@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ENCODERS, PACES, PROFILES, ConfigError, resolve_settings
+from pipeline.config import (
+    ENCODERS,
+    PACES,
+    PROFILES,
+    RUNTIMES,
+    ConfigError,
+    resolve_bench_settings,
+    resolve_settings,
+)
 from pipeline.dataset.discovery import KNOWN_TASKS, DatasetError
 from pipeline.stream.protocol import ServerAddressError
 
@@ -179,6 +188,103 @@ def build_parser() -> argparse.ArgumentParser:
         help="host:port, ws://host:port or wss://host:port (default localhost:8998)",
     )
     add_client_options(infer)
+
+    bench = sub.add_parser(
+        "bench",
+        help="start the server(s), run every sample, tear everything down",
+        description="One command: pre-flight, start the model server(s) (Docker, Apptainer or a"
+        " local process), wait until ready, warm up, stream the dataset, tear down.",
+    )
+    add_client_options(bench)
+    g = bench.add_argument_group("server")
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=S,
+        help="docker (default), apptainer (HPC) or local (a child process)",
+    )
+    g.add_argument("--image", default=S, help="Docker image (default fdb-server:latest)")
+    g.add_argument("--sif", type=Path, default=S, help="Apptainer image file")
+    g.add_argument(
+        "--port",
+        type=int,
+        default=S,
+        help="host port of the first server, next ones +1 (default 8998; 0: free)",
+    )
+    g.add_argument(
+        "--gpus",
+        default=S,
+        help="GPUs, one server each: '0' (default), '0,1,2,3', or 'none' for CPU",
+    )
+    g.add_argument(
+        "--startup-timeout",
+        dest="startup_timeout_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="wait this long for a server to load (default 1800)",
+    )
+    g.add_argument(
+        "--stop-grace",
+        dest="stop_grace_s",
+        type=float,
+        default=S,
+        metavar="S",
+        help="SIGTERM, then kill after this long (default 10)",
+    )
+    g.add_argument(
+        "--max-restarts",
+        dest="max_restarts",
+        type=int,
+        default=S,
+        metavar="N",
+        help="restarts of a server that dies mid-run (default 2)",
+    )
+    g.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        default=S,
+        help="skip the warm-up session",
+    )
+    g.add_argument(
+        "--hf-cache",
+        type=Path,
+        default=S,
+        help="Hugging Face cache folder, mounted into the container (default ~/.cache/huggingface)",
+    )
+    g.add_argument("--hf-repo", default=S, help="model repository (default: the server's own)")
+    g.add_argument(
+        "--server-command",
+        default=S,
+        help="replaces `python -m moshi.server`, e.g. a launcher script",
+    )
+    g.add_argument(
+        "--server-arg",
+        dest="server_args",
+        action="append",
+        default=S,
+        metavar="ARG",
+        help="extra server flag (repeatable), e.g. --server-arg=--half",
+    )
+
+    cleanup = sub.add_parser(
+        "cleanup",
+        help="remove servers a crashed run left behind",
+        description="Remove containers and server processes left by crashed runs.",
+    )
+    cleanup.add_argument("--run-id", default=None, help="only this run (default: every run)")
+    cleanup.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    synth = sub.add_parser(
+        "synth-data",
+        help="write a small synthetic dataset in the v1.5 layout (espeak-ng)",
+        description="A small Full-Duplex-Bench-shaped dataset of synthetic speech, for trying"
+        " the pipeline out; not the benchmark.",
+    )
+    synth.add_argument("--out", type=Path, required=True, help="dataset root to create")
+    synth.add_argument("--per-task", type=int, default=2, help="samples per task (default 2)")
+    synth.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 
@@ -186,6 +292,8 @@ def settings_values(ns: argparse.Namespace) -> dict[str, Any]:
     """The options actually given on the command line, as settings fields."""
     skip = {"command", "config", "verbose"}
     values = {k: v for k, v in vars(ns).items() if k not in skip}
+    if "server_args" in values:
+        values["server_args"] = tuple(values["server_args"])
     if "text_prompts" in values:
         values["text_prompts"] = dict(values["text_prompts"])
     return values
@@ -204,6 +312,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    t_command = time.monotonic()
     parser = build_parser()
     ns = parser.parse_args(argv)
     setup_logging(ns.verbose)
@@ -212,8 +321,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "infer":
             from pipeline.infer import infer
 
-            settings = resolve_settings(settings_values(ns), ns.config)
-            return infer(settings)
+            return infer(resolve_settings(settings_values(ns), ns.config))
+        if ns.command == "bench":
+            from pipeline.bench import bench
+
+            return bench(resolve_bench_settings(settings_values(ns), ns.config), t_command)
+        if ns.command == "cleanup":
+            from pipeline.server.cleanup import cleanup
+
+            return cleanup(ns.run_id)
+        if ns.command == "synth-data":
+            from pipeline.dataset.synthesize import SynthSpec, synthesize
+
+            n = synthesize(ns.out, SynthSpec(per_task=ns.per_task))
+            log.info("wrote %d synthetic samples under %s", n, ns.out)
+            return 0
     except (ConfigError, DatasetError, ServerAddressError) as exc:
         log.error("%s", exc)
         return 2

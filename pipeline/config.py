@@ -93,14 +93,72 @@ class InferSettings:
         return self
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(InferSettings)}
+Runtime = Literal["docker", "apptainer", "local"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+DEFAULT_HF_REPO = "nvidia/personaplex-7b-v1"
+
+
+@dataclass(frozen=True)
+class BenchSettings(InferSettings):
+    """`python -m pipeline bench`: the client's settings plus the server's lifecycle."""
+
+    runtime: Runtime = "docker"
+    image: str = "fdb-server:latest"  # Docker image
+    sif: Path | None = None  # Apptainer image
+    port: int = 8998  # first server's host port (next GPUs: +1, +2, ...); 0 picks free ports
+    gpus: str = "0"  # "0,1,2,3": one server per GPU; "none": CPU
+    startup_timeout_s: float = 1800.0  # first download of a 7B model and its load
+    stop_grace_s: float = 10.0
+    max_restarts: int = 2  # per server, when it dies mid-run
+    warmup: bool = True
+    hf_cache: Path = Path("~/.cache/huggingface")
+    hf_repo: str = ""  # "": the server's default (PersonaPlex: nvidia/personaplex-7b-v1)
+    server_command: str = ""  # replaces `python -m moshi.server` (e.g. a launcher script)
+    server_args: tuple[str, ...] = ()  # extra server flags, e.g. local weight paths
+
+    def gpu_list(self) -> list[str | None]:
+        text = self.gpus.strip().lower()
+        if text in ("", "none", "cpu"):
+            return [None]
+        return [g.strip() for g in text.split(",") if g.strip()]
+
+    def validate(self) -> BenchSettings:
+        super().validate()
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime {self.runtime!r} is unknown; use one of {RUNTIMES}")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"port {self.port} is not a TCP port; use 1-65535, or 0 for free")
+        for name in ("startup_timeout_s", "stop_grace_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 seconds")
+        if self.max_restarts < 0:
+            raise ConfigError("max_restarts must be >= 0")
+        gpus = self.gpu_list()
+        if len(set(gpus)) != len(gpus):
+            raise ConfigError(f"gpus {self.gpus!r} names a device twice")
+        if self.runtime == "apptainer" and self.sif is None:
+            raise ConfigError("--runtime apptainer needs --sif IMAGE.sif")
+        return self
+
+
 _TOML_ALIASES = {"voice": "voice_prompt", "server_ip": "server", "task": "tasks"}
-_PATH_FIELDS = {"root", "run_dir"}
+_PATH_FIELDS = {"root", "run_dir", "sif", "hf_cache"}
+_TUPLE_FIELDS = {"tasks", "server_args"}
 
 
-def _coerce(name: str, value: Any, base_dir: Path | None, origin: str) -> Any:
+def _fields(cls: type[InferSettings]) -> dict[str, dataclasses.Field[Any]]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _coerce(
+    fields: dict[str, dataclasses.Field[Any]],
+    name: str,
+    value: Any,
+    base_dir: Path | None,
+    origin: str,
+) -> Any:
     """Check a raw value's type against the field and convert it (paths, tuples)."""
-    kind = _FIELDS[name].type
+    kind = fields[name].type
     if name in _PATH_FIELDS:
         if not isinstance(value, str | Path):
             raise ConfigError(f"{origin}: {name} must be a path string")
@@ -108,11 +166,11 @@ def _coerce(name: str, value: Any, base_dir: Path | None, origin: str) -> Any:
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         return path
-    if name == "tasks":
+    if name in _TUPLE_FIELDS:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{origin}: tasks must be a list of task folder names")
+            raise ConfigError(f"{origin}: {name} must be a list of strings")
         return tuple(value)
     if name == "text_prompts":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
@@ -135,7 +193,7 @@ def _coerce(name: str, value: Any, base_dir: Path | None, origin: str) -> Any:
     return value
 
 
-def load_toml(path: Path) -> dict[str, Any]:
+def load_toml(path: Path, cls: type[InferSettings] = InferSettings) -> dict[str, Any]:
     """Read a TOML settings file into field values; unknown keys are an error naming the file."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -143,29 +201,42 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist; check the --config path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    fields = _fields(cls)
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = _TOML_ALIASES.get(key, key.replace("-", "_"))
-        if name not in _FIELDS:
-            known = ", ".join(sorted(_FIELDS))
+        if name not in fields:
+            known = ", ".join(sorted(fields))
             raise ConfigError(f"config file {path}: unknown key {key!r}; known keys: {known}")
-        values[name] = _coerce(name, value, path.parent.resolve(), f"config file {path}")
+        values[name] = _coerce(fields, name, value, path.parent.resolve(), f"config file {path}")
     return values
+
+
+def _resolve(cls: type[InferSettings], cli_values: dict[str, Any], config_file: Path | None) -> Any:
+    fields = _fields(cls)
+    file_values = load_toml(config_file, cls) if config_file is not None else {}
+    merged = dict(file_values)
+    for name, value in cli_values.items():
+        if name not in fields:
+            raise ConfigError(f"unknown setting {name!r}")
+        merged[name] = _coerce(fields, name, value, None, "command line")
+    if "text_prompts" in cli_values:  # per-task prompts add to (and override) the file's table
+        merged["text_prompts"] = {
+            **file_values.get("text_prompts", {}),
+            **cli_values["text_prompts"],
+        }
+    return cls(**merged).validate()
 
 
 def resolve_settings(cli_values: dict[str, Any], config_file: Path | None = None) -> InferSettings:
     """Merge defaults < TOML file < command line; ``cli_values`` holds only options given."""
-    merged: dict[str, Any] = {}
-    if config_file is not None:
-        merged.update(load_toml(config_file))
-    for name, value in cli_values.items():
-        if name not in _FIELDS:
-            raise ConfigError(f"unknown setting {name!r}")
-        merged[name] = _coerce(name, value, None, "command line")
-    if "text_prompts" in cli_values and config_file is not None:
-        # per-task prompts from the command line add to (and override) the file's table
-        merged["text_prompts"] = {
-            **load_toml(config_file).get("text_prompts", {}),
-            **cli_values["text_prompts"],
-        }
-    return InferSettings(**merged).validate()
+    settings: InferSettings = _resolve(InferSettings, cli_values, config_file)
+    return settings
+
+
+def resolve_bench_settings(
+    cli_values: dict[str, Any], config_file: Path | None = None
+) -> BenchSettings:
+    """As :func:`resolve_settings`, for `bench`."""
+    settings: BenchSettings = _resolve(BenchSettings, cli_values, config_file)
+    return settings

@@ -1,0 +1,94 @@
+"""The server in an Apptainer (or SingularityCE) image, for HPC nodes.
+
+The server runs as a foreground child (``apptainer exec --nv IMAGE ...``) in its own process
+group, not as an ``instance``: under Slurm an instance outlives the job, a child dies with it.
+Secrets travel in the child's environment (Apptainer passes it through), never on its command
+line. spython reads the image's labels and the runtime's version for the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.dataset.audio import file_sha256
+from pipeline.server.base import PreflightError, ServerSpec
+from pipeline.server.local import LocalProcessBackend
+
+RUNTIME_NAMES = ("apptainer", "singularity")
+
+
+def find_runtime() -> str:
+    """Path of ``apptainer`` or ``singularity``, whichever the cluster has."""
+    for name in RUNTIME_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise PreflightError(
+        "neither apptainer nor singularity is on PATH; load it (e.g. `module load apptainer`)"
+        " or install Apptainer, or use --runtime docker/local"
+    )
+
+
+@contextlib.contextmanager
+def _spython_path(runtime: str) -> Iterator[None]:
+    """spython always calls `singularity`: give it one that points at the runtime we found."""
+    if Path(runtime).name == "singularity":
+        yield
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(runtime, Path(tmp) / "singularity")
+        old = os.environ.get("PATH", "")
+        os.environ["PATH"] = f"{tmp}{os.pathsep}{old}"
+        try:
+            yield
+        finally:
+            os.environ["PATH"] = old
+
+
+def image_facts(runtime: str, image: Path) -> dict[str, Any]:
+    """Labels of the image and the runtime's version, via spython (best effort)."""
+    facts: dict[str, Any] = {"runtime_path": runtime}
+    try:
+        from spython.main import Client
+
+        with _spython_path(runtime):
+            facts["runtime_version"] = str(Client.version())
+            inspected = Client.inspect(str(image), quiet=True)
+        if isinstance(inspected, dict):
+            attrs = inspected.get("data", {}).get("attributes", inspected)
+            facts["labels"] = attrs.get("labels")
+    except Exception as exc:  # provenance only: never fail a run on it
+        facts["inspect_error"] = str(exc)
+    return facts
+
+
+class ApptainerBackend(LocalProcessBackend):
+    runtime = "apptainer"
+
+    def __init__(self, spec: ServerSpec, log_dir: Path, image: Path, runtime: str | None = None):
+        super().__init__(spec, log_dir)
+        self.image = image
+        self.runtime_path = runtime or find_runtime()
+
+    def argv(self) -> list[str]:
+        argv = [self.runtime_path, "exec"]
+        if self.spec.gpu is not None:
+            argv.append("--nv")
+        for host, inside in self.spec.mounts.items():
+            argv += ["--bind", f"{host}:{inside}"]
+        return [*argv, str(self.image), *self.spec.command]
+
+    def describe(self) -> dict[str, Any]:
+        doc = super().describe()
+        doc["command"] = self.argv()
+        doc["image"] = str(self.image)
+        with contextlib.suppress(OSError):
+            doc["image_sha256"] = file_sha256(self.image)
+        doc.update(image_facts(self.runtime_path, self.image))
+        return doc

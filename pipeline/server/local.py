@@ -1,0 +1,95 @@
+"""The server as a plain child process (inside the Apptainer image, or for CPU runs).
+
+It runs in its own process group, so stopping it takes every worker it spawned too; its output
+goes straight to the run's log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections import deque
+from pathlib import Path
+from typing import IO
+
+from pipeline.server.base import ServerBackend, ServerSpec, log
+
+
+class LocalProcessBackend(ServerBackend):
+    runtime = "local"
+
+    def __init__(self, spec: ServerSpec, log_dir: Path) -> None:
+        super().__init__(spec, log_dir)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: IO[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        """The full command line to launch (the Apptainer backend wraps it)."""
+        return list(self.spec.command)
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.spec.env)
+        if self.spec.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.spec.gpu
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._log_fh = self.log_path.open("ab")
+        self._log_fh.write(f"=== starting {self.spec.name} ===\n".encode())
+        self._log_fh.flush()
+        self.proc = subprocess.Popen(
+            self.argv(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            env=self.child_env(),
+            start_new_session=True,  # own process group: killed as a whole
+        )
+        log.info("%s: started pid %d on port %d", self.spec.name, self.proc.pid, self.port)
+
+    def exit_code(self) -> int | None:
+        if self.proc is None:
+            return -1
+        return self.proc.poll()
+
+    def logs(self, tail: int | None = None) -> str:
+        try:
+            with self.log_path.open("r", encoding="utf-8", errors="replace") as fh:
+                lines = deque(fh, maxlen=tail) if tail else list(fh)
+        except FileNotFoundError:
+            return ""
+        return "".join(lines)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    log.warning(
+                        "%s: no exit %.0f s after SIGTERM; killing", self.spec.name, grace_s
+                    )
+                    self._signal_group(signal.SIGKILL)
+                    proc.wait(timeout=10)
+            self._signal_group(signal.SIGKILL)  # stray children left in the group
+            self.proc = None
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
+    def describe(self) -> dict[str, object]:
+        doc = super().describe()
+        doc["pid"] = self.proc.pid if self.proc else None
+        return doc

@@ -1,0 +1,151 @@
+"""Checks made before any server starts. Each failure is a PreflightError naming the fix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.server.base import PreflightError
+
+BUILTIN_VOICES = tuple(
+    f"{kind}{i}.pt"
+    for kind, count in (("NATF", 4), ("NATM", 4), ("VARF", 5), ("VARM", 5))
+    for i in range(count)
+)
+VOICE_SUFFIXES = (".pt", ".wav")
+VOICE_MOUNT = "/voices"
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def choose_ports(first: int, count: int) -> list[int]:
+    """``count`` ports from ``first`` up (0: any free ones); an error names a taken port."""
+    if first == 0:
+        ports: list[int] = []
+        while len(ports) < count:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return ports
+    ports = [first + i for i in range(count)]
+    for port in ports:
+        if not port_free(port):
+            raise PreflightError(
+                f"port {port} is already in use (another server still running? see"
+                " `python -m pipeline cleanup`); pass --port N for another one, or --port 0"
+                " to pick free ports"
+            )
+    return ports
+
+
+@dataclass
+class GpuFacts:
+    names: list[str] = field(default_factory=list)
+    driver: str | None = None
+
+
+def gpu_facts() -> GpuFacts | None:
+    """What nvidia-smi says (None without it)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return GpuFacts()
+    facts = GpuFacts()
+    for line in out.splitlines():
+        name, _, driver = line.partition(",")
+        facts.names.append(name.strip())
+        facts.driver = driver.strip() or facts.driver
+    return facts
+
+
+def require_nvidia_smi(runtime: str) -> GpuFacts:
+    facts = gpu_facts()
+    if facts is None:
+        raise PreflightError(
+            f"--runtime {runtime} with a GPU needs the NVIDIA driver, but nvidia-smi is not on"
+            " PATH: run on a GPU node (Slurm: --gres=gpu:1), or pass --gpus none for CPU"
+        )
+    return facts
+
+
+def hf_token() -> str | None:
+    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+
+
+def repo_cache_dir(hf_cache: Path, repo: str) -> Path:
+    return hf_cache.expanduser() / "hub" / ("models--" + repo.replace("/", "--"))
+
+
+def cached_revision(hf_cache: Path, repo: str) -> str | None:
+    """The snapshot the cache's ``main`` ref points to, if the repo was downloaded."""
+    ref = repo_cache_dir(hf_cache, repo) / "refs" / "main"
+    try:
+        return ref.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def weights_cached(hf_cache: Path, repo: str) -> bool:
+    snapshots = repo_cache_dir(hf_cache, repo) / "snapshots"
+    return any(snapshots.glob("*/*.safetensors")) if snapshots.is_dir() else False
+
+
+def check_weights(hf_cache: Path, repo: str, local_weights: bool) -> None:
+    """HF_TOKEN is needed only to download gated weights that are not cached yet."""
+    if local_weights or hf_token() or weights_cached(hf_cache, repo):
+        return
+    raise PreflightError(
+        f"HF_TOKEN is not set and the weights of {repo} are not in the Hugging Face cache"
+        f" {hf_cache.expanduser()}: accept the licence at https://huggingface.co/{repo}, then"
+        " `export HF_TOKEN=...` (it is passed to the server only, never logged), or point"
+        " --hf-cache at a cache that holds them"
+    )
+
+
+@dataclass(frozen=True)
+class VoiceChoice:
+    query_value: str  # what the session sends as voice_prompt
+    mount: Path | None = None  # host folder to mount at VOICE_MOUNT (containers)
+
+
+def check_voice(voice: str, containerised: bool) -> VoiceChoice:
+    """A built-in voice name, or an existing .pt / .wav file (mounted into a container)."""
+    if voice in BUILTIN_VOICES:
+        return VoiceChoice(voice)
+    path = Path(voice).expanduser()
+    if path.suffix.lower() in VOICE_SUFFIXES and path.is_file():
+        path = path.resolve()
+        if containerised:
+            return VoiceChoice(f"{VOICE_MOUNT}/{path.name}", mount=path.parent)
+        return VoiceChoice(str(path))
+    raise PreflightError(
+        f"unknown voice prompt {voice!r}: use one of the built-in voices"
+        f" ({', '.join(BUILTIN_VOICES)}) or the path of an existing .pt or .wav file"
+    )

@@ -1,0 +1,77 @@
+"""Is the server ready? A TCP connect plus ``GET /api/chat`` answered with HTTP 400 (aiohttp's
+answer to a WebSocket route without an Upgrade header): it touches neither the session lock nor
+the model. Every poll first checks the server is still alive, so a crash is seen at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from pipeline.server.base import ServerBackend, ServerExited, ServerTimeout
+
+PROBE_PATH = "/api/chat"
+READY_STATUS = 400
+
+
+def probe(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """One readiness probe: True when the chat route answers over HTTP."""
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
+        try:
+            conn.request("GET", PROBE_PATH)
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        return False
+    return status == READY_STATUS
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def wait_ready(
+    backend: ServerBackend,
+    timeout_s: float,
+    poll_s: float = 0.1,
+    on_poll: Callable[[float], None] | None = None,
+    log_tail: int = 40,
+    cancel: threading.Event | None = None,
+) -> float:
+    """Block until ``backend`` answers the probe; return the seconds waited.
+
+    Raises ServerExited as soon as the server has exited, ServerTimeout after ``timeout_s``;
+    both carry the last lines of its log.
+    """
+    t0 = time.monotonic()
+    while cancel is None or not cancel.is_set():
+        code = backend.exit_code()
+        if code is not None:
+            raise ServerExited(
+                f"{backend.spec.name} exited with code {code} during start-up",
+                backend.logs(tail=log_tail),
+            )
+        if probe(backend.host, backend.port):
+            return time.monotonic() - t0
+        waited = time.monotonic() - t0
+        if waited > timeout_s:
+            state = "open but not answering" if port_open(backend.host, backend.port) else "closed"
+            raise ServerTimeout(
+                f"{backend.spec.name} not ready after {timeout_s:.0f} s (port {backend.port}"
+                f" {state});"
+                " raise --startup-timeout if the model is still downloading or loading",
+                backend.logs(tail=log_tail),
+            )
+        if on_poll is not None:
+            on_poll(waited)
+        time.sleep(poll_s)
+    raise ServerTimeout(f"{backend.spec.name}: waiting for readiness was cancelled")
