@@ -255,6 +255,8 @@ async def run_session(
         if expected == 0:
             await sender
         stream_s = loop.time() - st.t0
+        if spec.text_after_audio and expected > 0:
+            await _drain_text(ws, st, loop)
     except SessionError as exc:
         exc.frames_sent, exc.frames_received = len(st.sent_at), st.received
         raise
@@ -272,6 +274,19 @@ async def run_session(
         stream_s=stream_s,
         lags_s=st.lags if realtime else [],
     )
+
+
+TEXT_DRAIN_S = 0.2
+
+
+async def _drain_text(ws: ClientConnection, st: _Stream, loop: asyncio.AbstractEventLoop) -> None:
+    """moshi sends a step's text right after its audio: wait briefly for the last frame's."""
+    try:
+        msg = await asyncio.wait_for(ws.recv(), TEXT_DRAIN_S)
+    except (TimeoutError, ConnectionClosed):
+        return
+    if isinstance(msg, bytes) and msg[:1] == bytes([Kind.TEXT]):
+        st.on_text(msg[1:], loop.time())
 
 
 def _close_text(exc: ConnectionClosed) -> str:
