@@ -300,15 +300,24 @@ def settings_values(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def setup_logging(verbose: bool) -> None:
-    from rich.logging import RichHandler
+    """Rich logs on a terminal; plain, unwrapped lines in a file (Slurm logs, CI, pipes)."""
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
-    )
-    for noisy in ("websockets", "asyncio", "urllib3", "docker"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        handler = RichHandler(show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+        )
+    handler.set_name("fdb-pipeline")
+    logger = logging.getLogger("pipeline")
+    for old in [h for h in logger.handlers if h.get_name() == "fdb-pipeline"]:
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,7 +106,7 @@ class BenchSettings(InferSettings):
     image: str = "fdb-server:latest"  # Docker image
     sif: Path | None = None  # Apptainer image
     port: int = 8998  # first server's host port (next GPUs: +1, +2, ...); 0 picks free ports
-    gpus: str = "0"  # "0,1,2,3": one server per GPU; "none": CPU
+    gpus: str = "0"  # "0,1,2,3": one server per GPU; "none": one CPU server; "cpu0,cpu1": two
     startup_timeout_s: float = 1800.0  # first download of a 7B model and its load
     stop_grace_s: float = 10.0
     max_restarts: int = 2  # per server, when it dies mid-run
@@ -116,11 +116,16 @@ class BenchSettings(InferSettings):
     server_command: str = ""  # replaces `python -m moshi.server` (e.g. a launcher script)
     server_args: tuple[str, ...] = ()  # extra server flags, e.g. local weight paths
 
-    def gpu_list(self) -> list[str | None]:
+    def devices(self) -> list[str]:
+        """One entry per server: GPU indices, or "cpu" names ("none": one CPU server)."""
         text = self.gpus.strip().lower()
-        if text in ("", "none", "cpu"):
-            return [None]
+        if text in ("", "none"):
+            return ["cpu"]
         return [g.strip() for g in text.split(",") if g.strip()]
+
+    def gpu_list(self) -> list[str | None]:
+        """The GPU of each server (None: CPU, for devices named cpu, cpu0, cpu1, ...)."""
+        return [None if d.startswith("cpu") else d for d in self.devices()]
 
     def validate(self) -> BenchSettings:
         super().validate()
@@ -133,8 +138,8 @@ class BenchSettings(InferSettings):
                 raise ConfigError(f"{name} must be > 0 seconds")
         if self.max_restarts < 0:
             raise ConfigError("max_restarts must be >= 0")
-        gpus = self.gpu_list()
-        if len(set(gpus)) != len(gpus):
+        devices = self.devices()
+        if len(set(devices)) != len(devices):
             raise ConfigError(f"gpus {self.gpus!r} names a device twice")
         if self.runtime == "apptainer" and self.sif is None:
             raise ConfigError("--runtime apptainer needs --sif IMAGE.sif")

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import http.client
 import os
-import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.server.base import ServerSpec
+from pipeline.server.local import LocalProcessBackend
+from pipeline.server.preflight import free_port
+from pipeline.server.readiness import wait_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_MOSHI_DIR = REPO_ROOT / "containers" / "tiny_moshi"
@@ -108,26 +109,26 @@ def server_args(model_dir: Path, port: int, host: str = "127.0.0.1") -> list[str
     ]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(text.splitlines()[-lines:])
+def tiny_model_flags(model_dir: Path) -> list[str]:
+    """The server flags that name every model file (no download) and run on the CPU."""
+    return server_args(model_dir, 0)[6:]
 
 
 @dataclass
 class RunningServer:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    host: str = "127.0.0.1"
+    backend: LocalProcessBackend
+
+    @property
+    def host(self) -> str:
+        return self.backend.host
+
+    @property
+    def port(self) -> int:
+        return self.backend.port
+
+    @property
+    def log_path(self) -> Path:
+        return self.backend.log_path
 
     @property
     def address(self) -> str:
@@ -139,33 +140,7 @@ class RunningServer:
         return f"ws://{self.address}"
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        return log_tail(self.log_path, lines)
-
-
-def _probe(host: str, port: int) -> int | None:
-    """HTTP status of a plain `GET /api/chat` (aiohttp answers 400 without an Upgrade header)."""
-    conn = http.client.HTTPConnection(host, port, timeout=2.0)
-    try:
-        conn.request("GET", "/api/chat")
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the server's whole process group, then SIGKILL it if it lingers."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace_s)
-    # The group may outlive its leader (compile workers): always make sure it is gone.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace_s)
+        return self.backend.logs(tail=lines)
 
 
 @contextlib.contextmanager
@@ -173,70 +148,45 @@ def tiny_moshi_server(
     model_dir: Path,
     port: int | None = None,
     *,
-    log_path: Path | None = None,
+    log_dir: Path | None = None,
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
     torch_compile: bool = False,
     extra_args: Sequence[str] = (),
 ) -> Iterator[RunningServer]:
-    """Run the real `moshi.server` on `model_dir` until the block exits.
+    """Run the real `moshi.server` on `model_dir` until the block exits, through the project's
+    own local-process backend and readiness probe (what `bench --runtime local` uses).
 
-    Ready means `GET /api/chat` answers HTTP 400 (the port opens only after the model is loaded
-    and warmed up). `torch_compile=False` sets NO_TORCH_COMPILE=1: moshi otherwise runs
-    `torch.compile` on the CPU too, which adds ~12 s to a cold start and changes nothing else.
+    `torch_compile=False` sets NO_TORCH_COMPILE=1: moshi otherwise runs `torch.compile` on the
+    CPU too, which adds ~12 s to a cold start and changes nothing else.
     """
     model_dir = model_dir.resolve()
-    host = "127.0.0.1"
-    if port is None:
-        port = free_port()
-    if log_path is None:
-        fd, name = tempfile.mkstemp(prefix=f"tiny-moshi-{port}-", suffix=".log")
-        os.close(fd)
-        log_path = Path(name)
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    if torch_compile:
-        env.pop("NO_TORCH_COMPILE", None)
-    else:
+    port = port or free_port()
+    env = {"HF_HUB_OFFLINE": "1"}
+    if not torch_compile:
         env["NO_TORCH_COMPILE"] = "1"
-    # The client venv must not leak into the server's interpreter.
-    for var in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
-        env.pop(var, None)
-    cmd = [
-        str(server_python()),
-        str(SERVE),
-        *server_args(model_dir, port, host),
-        *extra_args,
-    ]
-    with log_path.open("wb") as log:
-        log.write(("$ " + " ".join(cmd) + "\n").encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(REPO_ROOT),
-            start_new_session=True,
-        )
-    server = RunningServer(port=port, proc=proc, log_path=log_path, host=host)
+    spec = ServerSpec(
+        command=[str(server_python()), str(SERVE), *server_args(model_dir, port), *extra_args],
+        port=port,
+        env=env,
+        run_id=f"tiny-{port}",
+    )
+    backend = LocalProcessBackend(spec, log_dir or Path(tempfile.mkdtemp(prefix="tiny-moshi-")))
+    backend.start()
     try:
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            rc = proc.poll()
-            if rc is not None:
-                raise RuntimeError(
-                    f"moshi server exited with code {rc} before it was ready; "
-                    f"log {log_path}:\n{server.log_tail()}"
-                )
-            if _probe(host, port) == 400:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"moshi server not ready after {startup_timeout_s:.0f} s; "
-                    f"log {log_path}:\n{server.log_tail()}"
-                )
-            time.sleep(0.1)
-        yield server
+        wait_ready(backend, startup_timeout_s)
+        yield RunningServer(backend)
     finally:
-        _stop(proc)
+        backend.stop(STOP_GRACE_S)
+
+
+def tiny_bench_args(model_dir: Path) -> list[str]:
+    """`bench` options that run the tiny real server as a local process."""
+    return [
+        "--runtime",
+        "local",
+        "--profile",
+        "moshi",
+        "--server-command",
+        f"{server_python()} {SERVE}",
+        *[f"--server-arg={flag}" for flag in tiny_model_flags(model_dir.resolve())],
+    ]

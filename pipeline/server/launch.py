@@ -50,7 +50,9 @@ def uses_local_weights(settings: BenchSettings) -> bool:
     return any(a.split("=")[0] in LOCAL_WEIGHT_FLAGS for a in settings.server_args)
 
 
-def server_command(settings: BenchSettings, python: str, host: str, port: int) -> list[str]:
+def server_command(
+    settings: BenchSettings, python: str, host: str, port: int, voice_dir: str | None = None
+) -> list[str]:
     """`python -m moshi.server` (or --server-command) with the flags this tool controls."""
     base = shlex.split(settings.server_command) or [python, "-m", "moshi.server"]
     # A literal IP: PersonaPlex resolves localhost/0.0.0.0 through a UDP socket to 8.8.8.8,
@@ -58,6 +60,8 @@ def server_command(settings: BenchSettings, python: str, host: str, port: int) -
     args = ["--host", host, "--port", str(port), "--static", "none"]
     if settings.hf_repo:
         args += ["--hf-repo", settings.hf_repo]
+    if voice_dir is not None:
+        args += ["--voice-prompt-dir", voice_dir]
     return [*base, *args, *settings.server_args]
 
 
@@ -85,12 +89,12 @@ def _docker_gpu_probe(client: Any, image: str, gpu: str) -> None:
 def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchPlan:
     """Every pre-flight check, then one backend per GPU (not started yet)."""
     gpus = settings.gpu_list()
+    first_gpu = next((g for g in gpus if g is not None), None)
     local_weights = uses_local_weights(settings)
     repo = model_repo(settings)
     hf_cache = settings.hf_cache.expanduser()
-    containerised = settings.runtime in ("docker", "apptainer")
     if settings.profile == "personaplex":
-        voice = check_voice(settings.voice_prompt, containerised)
+        voice = check_voice(settings.voice_prompt)
     else:  # upstream moshi takes no voice prompt
         voice = VoiceChoice(settings.voice_prompt)
     gpu_info: GpuFacts | None = None
@@ -107,16 +111,16 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
                 f"Docker image {settings.image} not found; build it with `make image` or pass"
                 " --image NAME"
             ) from None
-        if gpus[0] is not None:
-            _docker_gpu_probe(client, settings.image, gpus[0])
+        if first_gpu is not None:
+            _docker_gpu_probe(client, settings.image, first_gpu)
     elif settings.runtime == "apptainer":
         runtime = find_runtime()
         if settings.sif is None or not settings.sif.is_file():
             raise PreflightError(f"Apptainer image {settings.sif} not found; build it: make sif")
-        if gpus[0] is not None:
+        if first_gpu is not None:
             gpu_info = require_nvidia_smi("apptainer")
     else:
-        if gpus[0] is not None:
+        if first_gpu is not None:
             gpu_info = require_nvidia_smi("local")
         if not settings.server_command and importlib.util.find_spec("moshi") is None:
             raise PreflightError(
@@ -137,8 +141,9 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
     for index, (gpu, port) in enumerate(zip(gpus, ports, strict=True)):
         mounts: dict[Path, str] = {}
         if settings.runtime == "local":
+            voice_dir = str(voice.folder) if voice.folder else None
             spec = ServerSpec(
-                command=server_command(settings, sys.executable, "127.0.0.1", port),
+                command=server_command(settings, sys.executable, "127.0.0.1", port, voice_dir),
                 port=port,
                 gpu=gpu,
                 env={**env, "HF_HOME": str(hf_cache)},
@@ -148,15 +153,17 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
             backends.append(LocalProcessBackend(spec, run_dir))
             continue
         mounts[hf_cache] = CONTAINER_HF_HOME
-        if voice.mount is not None:
-            mounts[voice.mount] = VOICE_MOUNT
+        voice_dir = None
+        if voice.folder is not None:
+            mounts[voice.folder] = VOICE_MOUNT
+            voice_dir = VOICE_MOUNT
         cenv = {**env, "HF_HOME": CONTAINER_HF_HOME}
         if settings.runtime == "docker":
             # upstream moshi really binds --host: inside a bridged container it must be every
             # interface for the published port to reach it; PersonaPlex binds all regardless
             host = "0.0.0.0" if settings.profile == "moshi" else "127.0.0.1"
             spec = ServerSpec(
-                command=server_command(settings, "python", host, SERVER_PORT),
+                command=server_command(settings, "python", host, SERVER_PORT, voice_dir),
                 port=port,
                 gpu=gpu,
                 env=cenv,

@@ -132,19 +132,19 @@ def check_weights(hf_cache: Path, repo: str, local_weights: bool) -> None:
 @dataclass(frozen=True)
 class VoiceChoice:
     query_value: str  # what the session sends as voice_prompt
-    mount: Path | None = None  # host folder to mount at VOICE_MOUNT (containers)
+    folder: Path | None = None  # a custom voice's folder: served with --voice-prompt-dir
 
 
-def check_voice(voice: str, containerised: bool) -> VoiceChoice:
-    """A built-in voice name, or an existing .pt / .wav file (mounted into a container)."""
+def check_voice(voice: str) -> VoiceChoice:
+    """A built-in voice name, or an existing .pt / .wav file. A custom voice's folder becomes
+    the server's voice folder and the session names the file only (newer PersonaPlex servers
+    refuse paths in voice_prompt)."""
     if voice in BUILTIN_VOICES:
         return VoiceChoice(voice)
     path = Path(voice).expanduser()
     if path.suffix.lower() in VOICE_SUFFIXES and path.is_file():
         path = path.resolve()
-        if containerised:
-            return VoiceChoice(f"{VOICE_MOUNT}/{path.name}", mount=path.parent)
-        return VoiceChoice(str(path))
+        return VoiceChoice(path.name, folder=path.parent)
     raise PreflightError(
         f"unknown voice prompt {voice!r}: use one of the built-in voices"
         f" ({', '.join(BUILTIN_VOICES)}) or the path of an existing .pt or .wav file"

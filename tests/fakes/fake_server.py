@@ -20,7 +20,11 @@ PersonaPlex (NVIDIA/personaplex ``moshi/moshi/server.py``):
   absolute path, ``IsADirectoryError`` if empty), ``text_prompt`` (``KeyError`` if missing), then
   ``request["seed"]`` (``KeyError: 'seed'`` for *any* seed parameter - the server's bug);
   3. take the lock (no socket reads while queued); 4. the system-prompt phase: poll the socket with
-  10 ms receives and discard every message that arrives.  An *empty* ``text_prompt`` passes step 2
+  10 ms receives and discard every message that arrives (pings are answered meanwhile; with
+  ``prompt_step_s`` > 0 there is one poll per prompt step, as in the real server, so at most one
+  message per step is discarded and a burst sent early is partly processed after ``0x00``; with
+  the default 0 everything sent during the phase is dropped).  An *empty* ``text_prompt`` passes
+  step 2
   and crashes half-way through this phase (``TypeError``: the server iterates over ``None`` text
   tokens after the voice prompt and the silence), i.e. only once the session holds the lock;
   5. one more 10 ms poll, then ``0x00``; 6. three loops like the real server: a receive loop feeding
@@ -35,13 +39,20 @@ Moshi (kyutai-labs/moshi 0.2.x ``moshi/server.py``): query ignored; take the loc
   (N in -> N-1 out); audio is sent before the text piece of the same frame.  Audio sent before
   ``0x00`` waits in the socket and is processed (not dropped).
 
-Input garbage (a ``0x01`` payload that is not Ogg):
+Input garbage (a ``0x01`` payload that is not Ogg; the reader only notices once it holds the
+27 bytes of a page header, so a shorter garbage payload fails on the *next* message):
   * moshi (sphn 0.2): ``ValueError: unexpected ogg capture pattern`` escapes the handler
     -> the client sees an abrupt close, 1006.
   * PersonaPlex pins sphn < 0.2, whose reader decodes in a worker thread that just exits on the
     parse error; ``read_pcm()`` then returns ``None`` and the model loop dies with
     ``AttributeError``, after which the server closes the socket *normally* (code 1000) and output
     not yet flushed is lost.  The fake reproduces that (the client sees ``ConnectionClosedOK``).
+
+One ``0x01`` message holding more than 5 s of audio (120 000 samples): sphn 0.2's
+``append_bytes`` raises ``ValueError: opus_decode_float: invalid argument``, so upstream moshi
+drops the connection (1006); PersonaPlex (sphn 0.1) decodes it.  The fake does the same.  The
+same limit bites a *client* that decodes PersonaPlex output with sphn 0.2: a burst sent faster
+than real time comes back coalesced in a few large messages - feed them to the reader in pieces.
 
 Output audio is deterministic: by default output frame ``j`` (0-based, per session) is a 0.25
 amplitude sine of ``frame_frequency(j) = 250 + 25 * (j % 64)`` Hz; ``estimate_frame_index(pcm)``
@@ -52,9 +63,11 @@ the input frame that produced it (moshi: output ``j`` echoes input ``j + 1``).  
 Faults are counted in output frames and fire after that many frames have been sent (0 = right
 after the handshake): ``stall_after_frames`` stops all output (the socket is still read, so pings
 are answered and the session ends when the client closes; ``stall_reads=False`` also stops
-reading, like a hung model, so pings go unanswered), ``close_after_frames`` closes the TCP
-connection without a close frame (client: 1006), ``garbage_after_frames`` sends one ``0x01``
-message whose payload is ``GARBAGE_PAYLOAD`` and then carries on normally.
+reading, like a hung model, so pings go unanswered), ``close_after_frames`` ends the TCP
+stream without a close frame (client: 1006, after receiving every frame sent before; it is a
+half-close so that the client's unread data cannot turn it into an RST that loses those frames),
+``garbage_after_frames`` sends one ``0x01`` message whose payload is ``GARBAGE_PAYLOAD`` and then
+carries on normally.  A fired fault is recorded in ``SessionRecord.fault``, not in ``error``.
 
 ``never_handshake`` validates, takes the lock, then neither reads nor sends; the session (and the
 lock) is let go only when the TCP connection is gone (client-side abort or close timeout).

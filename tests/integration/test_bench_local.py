@@ -1,0 +1,314 @@
+"""`bench` end to end with the local runtime and the REAL tiny moshi server: two servers, a
+server killed mid-sample, SIGINT mid-run, start-up faults, pre-flight errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.dataset.synthesize import SynthSpec, synthesize
+from pipeline.server.cleanup import find_processes
+from tests.real_server import REPO_ROOT, tiny_bench_args
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fdb") / "v1.5"
+    synthesize(root, SynthSpec(per_task=2, seconds_trailing=0.5, include_silence=True))
+    return root
+
+
+def bench(
+    tmp_path: Path, run: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "bench",
+            "--run-dir",
+            str(tmp_path / run),
+            "--hf-cache",
+            str(tmp_path / "hf"),
+            "--port",
+            "0",
+            "--startup-timeout",
+            "120",
+            "--retry-backoff",
+            "0.2",
+            "--gpus",
+            "none",  # no GPU here; a test may name devices after this
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def lines(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "samples.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+
+def wait_for(cond: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_two_servers_share_one_dataset(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:
+    code, out = finish(
+        bench(
+            tmp_path,
+            "r",
+            "--root",
+            str(dataset),
+            "--gpus",
+            "cpu0,cpu1",
+            "--overwrite",
+            *tiny_bench_args(tiny_model_dir),
+        )
+    )
+    assert code == 0, out
+    recs = lines(tmp_path / "r")
+    assert len(recs) == 8 and {r["status"] for r in recs} == {"ok"}
+    assert len({r["server"] for r in recs}) == 2  # both servers took samples
+    m = manifest(tmp_path / "r")
+    assert m["status"] == "finished" and len(m["servers"]) == 2
+    assert [s["gpu"] for s in m["servers"]] == [None, None]
+    assert all(s["env"]["NO_TORCH_COMPILE"] == "1" for s in m["servers"])
+    for k in ("starting_s", "warmup_s", "streaming_s", "stopping_s", "to_first_session_s"):
+        assert m["timings"][k] >= 0
+    for s in m["servers"]:
+        assert "Running on" in Path(s["log"]).read_text()  # server log saved in the run dir
+    assert find_processes(m["run_id"]) == []  # nothing left running
+
+
+def test_server_killed_mid_sample_is_restarted_and_the_sample_retried(
+    tiny_model_dir: Path, dataset: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "r"
+    proc = bench(
+        tmp_path,
+        "r",
+        "--root",
+        str(dataset),
+        "--overwrite",
+        "--pace",
+        "realtime",
+        "--task",
+        "user_interruption",
+        "--task",
+        "user_backchannel",
+        *tiny_bench_args(tiny_model_dir),
+    )
+    wait_for(lambda: len(lines(run)) >= 1)
+    run_id = manifest(run)["run_id"]
+    time.sleep(0.5)  # inside the second sample
+    (pid, _), *_ = find_processes(run_id)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    code, out = finish(proc)
+    assert code == 0, out
+    recs = lines(run)
+    assert [r["status"] for r in recs] == ["ok"] * 4
+    retried = [r for r in recs if r["attempts"]]
+    assert retried and retried[0]["attempts"][0]["error_kind"] in ("server_closed", "connect")
+    m = manifest(run)
+    assert m["servers"][0]["restarts"] == 1
+    assert "restarting it" in out
+    assert find_processes(run_id) == []
+
+
+def test_sigint_mid_run_tears_down_and_keeps_completed_samples(
+    tiny_model_dir: Path, dataset: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "r"
+    proc = bench(
+        tmp_path,
+        "r",
+        "--root",
+        str(dataset),
+        "--overwrite",
+        "--pace",
+        "realtime",
+        *tiny_bench_args(tiny_model_dir),
+    )
+    wait_for(lambda: len(lines(run)) >= 1)
+    run_id = manifest(run)["run_id"]
+    assert find_processes(run_id)  # the server is up
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=60)
+    assert code == 130, out
+    m = manifest(run)
+    assert m["status"] == "interrupted" and m["counts"]["ok"] >= 1
+    assert m["timings"]["stopping_s"] < 10
+    assert find_processes(run_id) == []
+    for r in lines(run):
+        folder = Path(r["input"]).parent
+        assert (folder / "output.wav").exists() and (folder / "output_text.json").exists()
+
+
+def test_sigterm_during_startup_leaves_nothing(tmp_path: Path, dataset: Path) -> None:
+    slow = f"{sys.executable} -c 'import time; time.sleep(60)'"
+    proc = bench(
+        tmp_path,
+        "r",
+        "--root",
+        str(dataset),
+        "--runtime",
+        "local",
+        "--gpus",
+        "none",
+        "--profile",
+        "moshi",
+        "--server-command",
+        slow,
+        "--server-arg=--moshi-weight=x",
+    )
+    wait_for((tmp_path / "r" / "manifest.json").exists, 30)
+    run_id = manifest(tmp_path / "r")["run_id"]
+    wait_for(lambda: find_processes(run_id) != [], 30)
+    proc.send_signal(signal.SIGTERM)
+    code, out = finish(proc, timeout=60)
+    assert code == 143, out
+    assert find_processes(run_id) == []
+    assert manifest(tmp_path / "r")["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("server", "message", "code"),
+    [
+        (
+            "import sys; print('CUDA out of memory', flush=True); sys.exit(7)",
+            "exited with code 7 during start-up",
+            1,
+        ),
+        ("import time; print('loading', flush=True); time.sleep(60)", "not ready after 3 s", 1),
+    ],
+)
+def test_startup_faults_fail_with_the_server_log(
+    tmp_path: Path, dataset: Path, server: str, message: str, code: int
+) -> None:
+    t0 = time.monotonic()
+    rc, out = finish(
+        bench(
+            tmp_path,
+            "r",
+            "--root",
+            str(dataset),
+            "--runtime",
+            "local",
+            "--gpus",
+            "none",
+            "--profile",
+            "moshi",
+            "--startup-timeout",
+            "3",
+            "--server-command",
+            f'{sys.executable} -c "{server}"',
+            "--server-arg=--moshi-weight=x",
+        ),
+        timeout=60,
+    )
+    assert rc == code, out
+    assert message in out
+    assert ("CUDA out of memory" in out) or ("loading" in out)  # the log tail is shown
+    assert time.monotonic() - t0 < 30
+    m = manifest(tmp_path / "r")
+    assert m["status"] == "failed" and message in m["error"]
+    assert find_processes(m["run_id"]) == []
+
+
+def test_preflight_errors_name_the_fix(tmp_path: Path, dataset: Path) -> None:
+    base = ["--root", str(dataset), "--gpus", "none", "--profile", "moshi"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = str(s.getsockname()[1])
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "bench",
+                *base,
+                "--runtime",
+                "local",
+                "--port",
+                taken,
+                "--server-command",
+                "true",
+                "--server-arg=--moshi-weight=x",
+                "--run-dir",
+                str(tmp_path / "p"),
+            ],
+            check=False,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2 and f"port {taken} is already in use" in proc.stderr
+    cases = [
+        (
+            ["--runtime", "apptainer", "--sif", str(tmp_path / "x.sif")],
+            {"PATH": "/usr/bin:/bin"},
+            "neither apptainer nor singularity is on PATH",
+        ),
+        (
+            ["--runtime", "docker"],
+            {"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+            "Docker daemon is unreachable",
+        ),
+        (
+            ["--runtime", "local", "--gpus", "0", "--server-command", "true"],
+            {"PATH": "/usr/bin:/bin"},
+            "nvidia-smi is not on PATH",
+        ),
+    ]
+    for extra, env, message in cases:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "bench",
+                *base,
+                *extra,
+                "--run-dir",
+                str(tmp_path / "p2"),
+            ],
+            check=False,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr

@@ -1,0 +1,82 @@
+"""Readiness and teardown of the local-process backend with stand-in servers (plain Python)."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.server.base import ServerExited, ServerSpec, ServerTimeout
+from pipeline.server.local import LocalProcessBackend
+from pipeline.server.preflight import free_port, port_free
+from pipeline.server.readiness import probe, wait_ready
+
+HTTP_400_SERVER = """
+import http.server, sys, time
+time.sleep(float(sys.argv[2]))
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(400 if self.path == "/api/chat" else 404); self.end_headers()
+    def log_message(self, *a): pass
+print("listening", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def backend(tmp_path: Path, code: str, *args: str) -> LocalProcessBackend:
+    port = free_port()
+    spec = ServerSpec([sys.executable, "-c", code, str(port), *args], port=port, run_id="t")
+    return LocalProcessBackend(spec, tmp_path)
+
+
+def test_ready_when_the_route_answers_400(tmp_path: Path) -> None:
+    b = backend(tmp_path, HTTP_400_SERVER, "0.5")
+    with b:
+        waited = wait_ready(b, timeout_s=20)
+        assert 0.4 < waited < 10
+        assert probe(b.host, b.port)
+        assert "listening" in b.logs()
+    assert b.exit_code() == -1 and port_free(b.port)  # stopped, port released
+
+
+def test_exit_during_startup_fails_at_once_with_code_and_log(tmp_path: Path) -> None:
+    b = backend(tmp_path, "import sys; print('weights missing: boom', flush=True); sys.exit(3)")
+    with b:
+        t0 = time.monotonic()
+        with pytest.raises(ServerExited, match="exited with code 3") as err:
+            wait_ready(b, timeout_s=60)
+        assert time.monotonic() - t0 < 5  # not after the timeout
+        assert "weights missing: boom" in str(err.value)
+
+
+def test_never_opening_the_port_times_out_with_log(tmp_path: Path) -> None:
+    b = backend(tmp_path, "import time; print('loading...', flush=True); time.sleep(60)")
+    with b:
+        with pytest.raises(ServerTimeout, match=r"not ready after 1 s \(port \d+ closed\)") as err:
+            wait_ready(b, timeout_s=1.0)
+        assert "loading..." in str(err.value)
+    assert b.proc is None
+
+
+def test_stop_kills_the_whole_group_after_the_grace(tmp_path: Path) -> None:
+    code = (
+        "import signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    b = backend(tmp_path, code)
+    b.start()
+    deadline = time.monotonic() + 10
+    while not b.logs().strip().splitlines()[1:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = int(b.logs().strip().splitlines()[-1])
+    t0 = time.monotonic()
+    b.stop(grace_s=1.0)  # ignores SIGTERM: killed after the grace
+    assert 0.9 < time.monotonic() - t0 < 8
+    assert (
+        not Path(f"/proc/{child}").exists()
+        or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
+    )
+    b.stop()  # twice is fine
