@@ -8,12 +8,27 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env test test-unit lint typecheck bench-client clean
+.PHONY: help setup system-packages venv server-env docker-engine test test-unit lint bench-client \
+	image image-cpu sif bench demo tiny-model clean
+
+IMAGE ?= fdb-server:latest
+CPU_IMAGE ?= fdb-server:cpu
+SIF ?= personaplex.sif
+DATA ?=
+RUNTIME ?=
+GPUS ?= 0
+ARGS ?=
+DEMO_DIR ?= .cache/demo
+TINY_MODEL := $(abspath .cache/tiny-moshi/demo)
+TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/config.json \
+	--server-arg=--moshi-weight=$(TINY_MODEL)/model.safetensors \
+	--server-arg=--mimi-weight=$(TINY_MODEL)/mimi.safetensors \
+	--server-arg=--tokenizer=$(TINY_MODEL)/tokenizer.model
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: system-packages venv server-env ## install everything: apt packages, client venv, test server venv
+setup: system-packages venv server-env docker-engine ## install everything the tests need (apt, venvs, Docker)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -32,6 +47,9 @@ $(VENV)/.installed: pyproject.toml
 server-env: ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
 	bash scripts/setup-server-env.sh $(SERVER_VENV)
 
+docker-engine: ## install and start a local Docker engine (tests, CPU image)
+	bash scripts/docker-engine.sh start
+
 test: venv ## run every test (integration tests need `make setup` first; CI never skips them)
 	$(PY) -m pytest -ra
 
@@ -45,6 +63,43 @@ lint: venv ## ruff + mypy --strict
 
 bench-client: venv ## client throughput and memory against a zero-cost echo server
 	$(PY) scripts/bench_client.py
+
+image: ## the PersonaPlex GPU server image (needs network; see containers/README.md)
+	docker build -f containers/Dockerfile -t $(IMAGE) .
+
+image-cpu: docker-engine ## the CPU variant (upstream moshi, offline): base image + wheels + build
+	bash scripts/build-base-image.sh fdb-base:bookworm
+	bash scripts/fetch-wheels.sh
+	docker build -f containers/Dockerfile -t $(CPU_IMAGE) --build-arg BASE_IMAGE=fdb-base:bookworm \
+		--build-arg SERVER_PACKAGE=moshi==0.2.13 --build-arg TORCH_SPEC=torch==2.13.0 .
+
+sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --root DATA)
+	$$(command -v apptainer || command -v singularity) build $(SIF) apptainer.def
+
+bench: venv ## benchmark: make bench DATA=/path/to/v1.5 [RUNTIME=docker|apptainer|local] [GPUS=0,1]
+	@test -n "$(DATA)" || { echo "usage: make bench DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...]"; exit 2; }
+	$(PY) -m pipeline bench --root $(DATA) --runtime $(or $(RUNTIME),docker) --gpus $(GPUS) \
+		$(if $(filter apptainer,$(RUNTIME)),--sif $(SIF),--image $(IMAGE)) $(ARGS)
+
+tiny-model: server-env
+	$(SERVER_VENV)/bin/python containers/tiny_moshi/make_tiny_model.py $(TINY_MODEL)
+
+demo: venv tiny-model ## the whole pipeline on CPU with a RANDOM tiny model (RUNTIME=local|docker)
+	@echo "=== DEMO: the model has RANDOM weights - the outputs are noise, the pipeline is real ==="
+	$(PY) -m pipeline synth-data --out $(DEMO_DIR)/data --per-task 1
+ifeq ($(RUNTIME),docker)
+	$(MAKE) image-cpu
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime docker \
+		--image $(CPU_IMAGE) --gpus none --profile moshi --port 0 --overwrite \
+		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_MODEL):$(TINY_MODEL) \
+		--server-command "python /opt/tiny_moshi/serve.py" $(TINY_FLAGS) $(ARGS)
+else
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
+		--gpus none --profile moshi --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
+		--server-command "$(SERVER_VENV)/bin/python containers/tiny_moshi/serve.py" \
+		$(TINY_FLAGS) $(ARGS)
+endif
+	@echo "=== DEMO done: outputs beside the inputs in $(DEMO_DIR)/data; the model was RANDOM ==="
 
 clean: ## remove caches (keeps the venvs)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .cache

@@ -268,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra server flag (repeatable), e.g. --server-arg=--half",
     )
 
+    g.add_argument(
+        "--mount",
+        dest="mounts",
+        action="append",
+        default=S,
+        metavar="HOST:CONTAINER",
+        help="extra folder for the container (repeatable)",
+    )
+
     cleanup = sub.add_parser(
         "cleanup",
         help="remove servers a crashed run left behind",
@@ -292,8 +301,9 @@ def settings_values(ns: argparse.Namespace) -> dict[str, Any]:
     """The options actually given on the command line, as settings fields."""
     skip = {"command", "config", "verbose"}
     values = {k: v for k, v in vars(ns).items() if k not in skip}
-    if "server_args" in values:
-        values["server_args"] = tuple(values["server_args"])
+    for name in ("server_args", "mounts"):
+        if name in values:
+            values[name] = tuple(values[name])
     if "text_prompts" in values:
         values["text_prompts"] = dict(values["text_prompts"])
     return values

@@ -115,6 +115,7 @@ class BenchSettings(InferSettings):
     hf_repo: str = ""  # "": the server's default (PersonaPlex: nvidia/personaplex-7b-v1)
     server_command: str = ""  # replaces `python -m moshi.server` (e.g. a launcher script)
     server_args: tuple[str, ...] = ()  # extra server flags, e.g. local weight paths
+    mounts: tuple[str, ...] = ()  # "HOST:CONTAINER" folders for the container runtimes
 
     def devices(self) -> list[str]:
         """One entry per server: GPU indices, or "cpu" names ("none": one CPU server)."""
@@ -141,6 +142,10 @@ class BenchSettings(InferSettings):
         devices = self.devices()
         if len(set(devices)) != len(devices):
             raise ConfigError(f"gpus {self.gpus!r} names a device twice")
+        for mount in self.mounts:
+            host, sep, inside = mount.partition(":")
+            if not sep or not host or not inside.startswith("/"):
+                raise ConfigError(f"mount {mount!r}: use HOST_DIR:/ABSOLUTE/CONTAINER/DIR")
         if self.runtime == "apptainer" and self.sif is None:
             raise ConfigError("--runtime apptainer needs --sif IMAGE.sif")
         return self
@@ -148,7 +153,7 @@ class BenchSettings(InferSettings):
 
 _TOML_ALIASES = {"voice": "voice_prompt", "server_ip": "server", "task": "tasks"}
 _PATH_FIELDS = {"root", "run_dir", "sif", "hf_cache"}
-_TUPLE_FIELDS = {"tasks", "server_args"}
+_TUPLE_FIELDS = {"tasks", "server_args", "mounts"}
 
 
 def _fields(cls: type[InferSettings]) -> dict[str, dataclasses.Field[Any]]:

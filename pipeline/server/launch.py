@@ -153,6 +153,9 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
             backends.append(LocalProcessBackend(spec, run_dir))
             continue
         mounts[hf_cache] = CONTAINER_HF_HOME
+        for mount in settings.mounts:
+            host_dir, _, inside = mount.partition(":")
+            mounts[Path(host_dir).expanduser().resolve()] = inside
         voice_dir = None
         if voice.folder is not None:
             mounts[voice.folder] = VOICE_MOUNT

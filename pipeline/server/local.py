@@ -11,10 +11,25 @@ import os
 import signal
 import subprocess
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from pipeline.server.base import ServerBackend, ServerSpec, log
+from pipeline.server.base import PreflightError, ServerBackend, ServerSpec, log
+
+
+def visible_device(gpu: str, parent_env: Mapping[str, str]) -> str:
+    """The device to show a server. Under Slurm (or any launcher that already set
+    CUDA_VISIBLE_DEVICES) our index counts within the devices we were given, never beyond."""
+    given = [d for d in parent_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    if not given:
+        return gpu
+    if gpu.isdigit() and int(gpu) < len(given):
+        return given[int(gpu)].strip()
+    raise PreflightError(
+        f"GPU {gpu} is not among the {len(given)} device(s) this job was given"
+        f" (CUDA_VISIBLE_DEVICES={','.join(given)}); use --gpus with indices 0..{len(given) - 1}"
+    )
 
 
 class LocalProcessBackend(ServerBackend):
@@ -33,7 +48,7 @@ class LocalProcessBackend(ServerBackend):
         env = dict(os.environ)
         env.update(self.spec.env)
         if self.spec.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = self.spec.gpu
+            env["CUDA_VISIBLE_DEVICES"] = visible_device(self.spec.gpu, os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 

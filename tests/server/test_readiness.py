@@ -80,3 +80,14 @@ def test_stop_kills_the_whole_group_after_the_grace(tmp_path: Path) -> None:
         or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
     )
     b.stop()  # twice is fine
+
+
+def test_gpu_index_counts_within_the_devices_slurm_gave_us() -> None:
+    from pipeline.server.base import PreflightError
+    from pipeline.server.local import visible_device
+
+    assert visible_device("1", {}) == "1"
+    assert visible_device("0", {"CUDA_VISIBLE_DEVICES": "2,3"}) == "2"
+    assert visible_device("1", {"CUDA_VISIBLE_DEVICES": "2,3"}) == "3"
+    with pytest.raises(PreflightError, match=r"not among the 2 device\(s\)"):
+        visible_device("2", {"CUDA_VISIBLE_DEVICES": "2,3"})
