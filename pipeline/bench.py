@@ -20,8 +20,7 @@ from rich.console import Console
 
 from pipeline.config import BenchSettings
 from pipeline.dataset.audio import FRAME_SAMPLES
-from pipeline.infer import execute, plan, settings_record
-from pipeline.results.outputs import ALIGNMENT_DOC
+from pipeline.infer import execute, manifest_basics, plan, settings_record
 from pipeline.results.records import RunRecords, new_run_id
 from pipeline.runner import ServerGone, ServerSlot, default_run_dir
 from pipeline.server.base import PreflightError, ServerBackend, ServerError
@@ -214,15 +213,10 @@ def _finish_if_open(records: RunRecords, status: str, **fields: Any) -> None:
 def _manifest_extra(
     settings: BenchSettings, launch: LaunchPlan, samples: list[Any]
 ) -> dict[str, Any]:
+    urls = [b.url for b in launch.backends]
     return {
-        "profile": settings.profile,
+        **manifest_basics(settings, samples, urls, launch.voice_prompt),
         "runtime": settings.runtime,
-        "server_urls": [b.url for b in launch.backends],
-        "prompts": {
-            "voice_prompt": launch.voice_prompt,
-            "text_prompt": settings.text_prompt,
-            "text_prompts": settings.text_prompts,
-        },
         "model": {
             "repository": None if launch.local_weights else launch.model_repo,
             "revision": None
@@ -231,11 +225,4 @@ def _manifest_extra(
             "local_weights": launch.local_weights,
         },
         "gpu": dataclasses.asdict(launch.gpu) if launch.gpu else None,
-        "alignment": ALIGNMENT_DOC,
-        "dataset": {
-            "root": str(settings.root),
-            "tasks": sorted({s.task for s in samples}),
-            "samples": len(samples),
-            "prefix": settings.prefix,
-        },
     }

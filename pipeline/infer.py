@@ -35,8 +35,29 @@ def plan(settings: InferSettings) -> list[Sample]:
 
 
 def settings_record(settings: InferSettings) -> dict[str, object]:
-    doc = dataclasses.asdict(settings)
-    return doc
+    return dataclasses.asdict(settings)
+
+
+def manifest_basics(
+    settings: InferSettings, samples: Sequence[Sample], server_urls: list[str], voice: str
+) -> dict[str, object]:
+    """What every run's manifest says of its session settings and dataset."""
+    return {
+        "profile": settings.profile,
+        "server_urls": server_urls,
+        "prompts": {
+            "voice_prompt": voice,
+            "text_prompt": settings.text_prompt,
+            "text_prompts": settings.text_prompts,
+        },
+        "alignment": ALIGNMENT_DOC,
+        "dataset": {
+            "root": str(settings.root),
+            "tasks": sorted({s.task for s in samples}),
+            "samples": len(samples),
+            "prefix": settings.prefix,
+        },
+    }
 
 
 def execute(
@@ -72,22 +93,7 @@ def infer(settings: InferSettings) -> int:
     records = RunRecords(run_dir, run_id)
     records.start(
         settings_record(settings),
-        {
-            "profile": settings.profile,
-            "server_url": slots[0].url,
-            "prompts": {
-                "voice_prompt": settings.voice_prompt,
-                "text_prompt": settings.text_prompt,
-                "text_prompts": settings.text_prompts,
-            },
-            "alignment": ALIGNMENT_DOC,
-            "dataset": {
-                "root": str(settings.root),
-                "tasks": sorted({s.task for s in samples}),
-                "samples": len(samples),
-                "prefix": settings.prefix,
-            },
-        },
+        manifest_basics(settings, samples, [s.url for s in slots], settings.voice_prompt),
     )
     console = Console(stderr=True)
     log.info(

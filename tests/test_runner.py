@@ -101,7 +101,7 @@ def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
         assert not (folder / "output.json").exists()  # the evaluation's name stays free
     m = manifest(tmp_path / "r1")
     assert m["status"] == "finished" and m["counts"] == {"ok": 4, "failed": 0, "skipped": 0}
-    assert m["profile"] == "personaplex" and m["server_url"].endswith("/api/chat")
+    assert m["profile"] == "personaplex" and m["server_urls"][0].endswith("/api/chat")
 
     with FakeServer(Behaviour()) as srv:
         assert run_infer(srv.address, root, tmp_path / "r2") == 0

@@ -9,9 +9,8 @@ changed input - is redone.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import soundfile as sf
 
 from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE, Float32Array
 from pipeline.dataset.discovery import Sample
+from pipeline.results.atomic import TMP_SUFFIX, atomic_write_bytes
 
 TEXT_FORMAT = "fdb-pipeline/output-text/1"
 ALIGNMENT = "reference"
@@ -29,7 +29,6 @@ ALIGNMENT_DOC = (
     "reference: one 80 ms frame of silence, then the decoded output frames in arrival order,"
     " cut or zero-padded to the input's length at 24 kHz (as both Full-Duplex-Bench clients)"
 )
-TMP_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -52,23 +51,7 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _wav_bytes(pcm: Float32Array) -> bytes:
-    import io
-
     buf = io.BytesIO()
     sf.write(buf, np.clip(pcm, -1.0, 1.0), MODEL_RATE, subtype="PCM_16", format="WAV")
     return buf.getvalue()
@@ -93,7 +76,7 @@ def write_outputs(
     """Write the wav, then the text json that commits it. ``record`` adds provenance fields."""
     wav = _wav_bytes(aligned)
     sample.text_path.unlink(missing_ok=True)  # un-commit first: a crash below leaves "not done"
-    _atomic_write_bytes(sample.output_path, wav)
+    atomic_write_bytes(sample.output_path, wav)
     doc = {
         "format": TEXT_FORMAT,
         "input": sample.input_path.name,
@@ -116,7 +99,7 @@ def write_outputs(
         ],
     }
     data = json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
-    _atomic_write_bytes(sample.text_path, data)
+    atomic_write_bytes(sample.text_path, data)
 
 
 def is_complete(sample: Sample, input_sha256: str | None = None) -> bool:

@@ -13,12 +13,13 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
+
+from pipeline.results.atomic import atomic_write_bytes
 
 SECRET_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
 PACKAGES = ("fdb-pipeline", "websockets", "opuslib", "soundfile", "soxr", "numpy", "tenacity")
@@ -100,17 +101,8 @@ def git_state(where: Path | None = None) -> dict[str, Any]:
 
 def atomic_write_json(path: Path, doc: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(to_jsonable(doc), fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(to_jsonable(doc), indent=2, ensure_ascii=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class RunRecords:

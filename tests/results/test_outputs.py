@@ -7,7 +7,7 @@ import soundfile as sf
 
 from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE
 from pipeline.dataset.discovery import Sample
-from pipeline.results import outputs
+from pipeline.results import atomic
 from pipeline.results.outputs import (
     TextPiece,
     align_output,
@@ -73,7 +73,7 @@ def test_crash_mid_write_leaves_nothing_that_looks_finished(
     aligned = align_output(frames_of(2), 2 * FRAME_SAMPLES)
     write_outputs(sample, aligned, [], {"input_sha256": "abc"})
     assert is_complete(sample, "abc")
-    real_replace = outputs.os.replace
+    real_replace = atomic.os.replace
     calls = []
 
     def die_on_json(src: str, dst: Path) -> None:
@@ -82,7 +82,7 @@ def test_crash_mid_write_leaves_nothing_that_looks_finished(
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(outputs.os, "replace", die_on_json)
+    monkeypatch.setattr(atomic.os, "replace", die_on_json)
     with pytest.raises(OSError, match="disk full"):
         write_outputs(sample, align_output(frames_of(1), 2 * FRAME_SAMPLES), [], {})
     assert not is_complete(sample, "abc")  # old marker removed first, new one never landed
