@@ -65,7 +65,7 @@ bench-client: venv ## client throughput and memory against a zero-cost echo serv
 	$(PY) scripts/bench_client.py
 
 image: ## the PersonaPlex GPU server image (needs network; see containers/README.md)
-	docker build -f containers/Dockerfile -t $(IMAGE) .
+	docker build -f containers/Dockerfile -t $(IMAGE) containers
 
 image-cpu: docker-engine ## the CPU variant (upstream moshi, offline): base image + wheels + build
 	bash scripts/build-base-image.sh fdb-base:bookworm
