@@ -9,10 +9,11 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-packages venv server-env docker-engine test test-unit lint bench-client \
+	bench-orchestration \
 	image image-cpu sif bench demo tiny-model clean
 
 IMAGE ?= fdb-server:latest
-CPU_IMAGE ?= fdb-server:cpu
+CPU_IMAGE ?= fdb-server:cpu-test
 SIF ?= personaplex.sif
 DATA ?=
 RUNTIME ?=
@@ -64,14 +65,18 @@ lint: venv ## ruff + mypy --strict
 bench-client: venv ## client throughput and memory against a zero-cost echo server
 	$(PY) scripts/bench_client.py
 
+bench-orchestration: venv server-env docker-engine ## readiness/crash/teardown delays, pacing, in Docker
+	PYTHONPATH=. $(PY) scripts/bench_orchestration.py
+
 image: ## the PersonaPlex GPU server image (needs network; see containers/README.md)
 	docker build -f containers/Dockerfile -t $(IMAGE) containers
 
 image-cpu: docker-engine ## the CPU variant (upstream moshi, offline): base image + wheels + build
 	bash scripts/build-base-image.sh fdb-base:bookworm
 	bash scripts/fetch-wheels.sh
-	docker build -f containers/Dockerfile -t $(CPU_IMAGE) --build-arg BASE_IMAGE=fdb-base:bookworm \
-		--build-arg SERVER_PACKAGE=moshi==0.2.13 --build-arg TORCH_SPEC=torch==2.13.0 .
+	args=(); while IFS= read -r line; do args+=(--build-arg "$$line"); done \
+		< containers/wheels/cpu-build-args.txt; \
+	docker build -f containers/Dockerfile -t $(CPU_IMAGE) "$${args[@]}" containers
 
 sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --root DATA)
 	$$(command -v apptainer || command -v singularity) build $(SIF) apptainer.def

@@ -9,6 +9,7 @@ removed - a crashed server's log is never lost.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ class DockerBackend(ServerBackend):
             "environment": dict(self.spec.env),
             "volumes": {str(h): {"bind": c, "mode": "rw"} for h, c in self.spec.mounts.items()},
             "stop_signal": "SIGTERM",
+            # the host user's ids: the mounted HF cache stays writable and owned by the user
+            "user": f"{os.getuid()}:{os.getgid()}",
         }
         if self.network_mode == "host":
             kwargs["network_mode"] = "host"

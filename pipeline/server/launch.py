@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ CONTAINER_HF_HOME = "/cache/huggingface"
 UPSTREAM_HF_REPO = "kyutai/moshiko-pytorch-bf16"
 RUN_ID_ENV = "FDB_PIPELINE_RUN_ID"  # lets `cleanup` find a crashed run's server processes
 LOCAL_WEIGHT_FLAGS = ("--moshi-weight", "--config-path")
+# Hugging Face settings a user may have set for their machine: the containers get them too
+PASSED_THROUGH = ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_ENABLE_HF_TRANSFER")
 
 
 @dataclass
@@ -134,6 +137,7 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
     ports = choose_ports(settings.port, len(gpus))
 
     env = {"NO_TORCH_COMPILE": "1", RUN_ID_ENV: run_id}
+    env.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
     token = hf_token()
     if token:
         env["HF_TOKEN"] = token

@@ -1,0 +1,248 @@
+"""`bench --runtime docker` with a REAL Docker engine and the CPU variant of containers/Dockerfile
+(the upstream moshi server with tiny random weights inside): end to end, and every fault ending
+with nothing left running and the completed samples kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from pipeline.dataset.synthesize import SynthSpec, synthesize
+from pipeline.server.base import LABEL_RUN, LABEL_TOOL
+from tests.docker_support import ensure_cpu_image, ensure_engine
+from tests.real_server import REPO_ROOT, tiny_model_flags
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    ensure_engine()
+    return ensure_cpu_image()
+
+
+@pytest.fixture(scope="module")
+def client(image: str) -> Iterator[Any]:
+    c = docker.from_env()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fdb") / "v1.5"
+    synthesize(
+        root,
+        SynthSpec(
+            tasks=("user_interruption", "background_speech"), per_task=2, seconds_trailing=0.5
+        ),
+    )
+    return root
+
+
+def bench(
+    image: str,
+    model: Path,
+    tmp_path: Path,
+    *args: str,
+    server_command: str = "python /opt/tiny_moshi/serve.py",
+) -> subprocess.Popen[str]:
+    model = model.resolve()
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "bench",
+            "--runtime",
+            "docker",
+            "--image",
+            image,
+            "--gpus",
+            "none",
+            "--profile",
+            "moshi",
+            "--port",
+            "0",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--hf-cache",
+            str(tmp_path / "hf"),
+            "--mount",
+            f"{model}:{model}",
+            "--startup-timeout",
+            "120",
+            "--retry-backoff",
+            "0.2",
+            "--overwrite",
+            "--server-command",
+            server_command,
+            *[f"--server-arg={f}" for f in tiny_model_flags(model)],
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def lines(run: Path) -> list[dict[str, Any]]:
+    path = run / "samples.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+
+def wait_for(cond: Any, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def containers_of(client: Any, run_id: str) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}))
+
+
+def test_docker_end_to_end(
+    image: str, tiny_model_dir: Path, dataset: Path, tmp_path: Path, client: Any
+) -> None:
+    code, out = finish(bench(image, tiny_model_dir, tmp_path, "--root", str(dataset)))
+    assert code == 0, out
+    run = tmp_path / "r"
+    recs = lines(run)
+    assert len(recs) == 4 and {r["status"] for r in recs} == {"ok"}
+    m = manifest(run)
+    assert m["status"] == "finished" and m["runtime"] == "docker"
+    (server,) = m["servers"]
+    assert server["image_id"].startswith("sha256:") and server["network_mode"] == "bridge"
+    assert server["command"][:2] == ["python", "/opt/tiny_moshi/serve.py"]
+    assert "Running on" in Path(server["log"]).read_text()  # log saved before removal
+    assert containers_of(client, m["run_id"]) == []  # nothing left
+    for r in recs:
+        folder = Path(r["input"]).parent
+        assert (folder / "output.wav").exists() and (folder / "output_text.json").exists()
+
+
+def test_container_killed_mid_sample_restarts_and_finishes(
+    image: str, tiny_model_dir: Path, dataset: Path, tmp_path: Path, client: Any
+) -> None:
+    run = tmp_path / "r"
+    proc = bench(image, tiny_model_dir, tmp_path, "--root", str(dataset), "--pace", "realtime")
+    wait_for(lambda: len(lines(run)) >= 1)
+    run_id = manifest(run)["run_id"]
+    time.sleep(0.5)
+    (container,) = containers_of(client, run_id)
+    container.kill()
+    code, out = finish(proc)
+    assert code == 0, out
+    recs = lines(run)
+    assert [r["status"] for r in recs] == ["ok"] * 4
+    assert any(r["attempts"] for r in recs)
+    assert manifest(run)["servers"][0]["restarts"] == 1
+    assert containers_of(client, run_id) == []
+
+
+def test_sigint_mid_run_removes_the_container_and_keeps_samples(
+    image: str, tiny_model_dir: Path, dataset: Path, tmp_path: Path, client: Any
+) -> None:
+    run = tmp_path / "r"
+    proc = bench(image, tiny_model_dir, tmp_path, "--root", str(dataset), "--pace", "realtime")
+    wait_for(lambda: len(lines(run)) >= 1)
+    run_id = manifest(run)["run_id"]
+    assert containers_of(client, run_id)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=60)
+    assert code == 130, out
+    m = manifest(run)
+    assert m["status"] == "interrupted" and m["counts"]["ok"] >= 1
+    assert m["timings"]["stopping_s"] < 10
+    assert containers_of(client, run_id) == []
+    for r in lines(run):
+        assert (Path(r["input"]).parent / "output_text.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            "python -c \"import sys; print('model file missing', flush=True); sys.exit(3)\"",
+            "exited with code 3 during start-up",
+        ),
+        (
+            "python -c \"import time; print('loading', flush=True); time.sleep(120)\"",
+            "not ready after 5 s",
+        ),
+    ],
+)
+def test_startup_faults_fail_with_the_log_and_leave_nothing(
+    image: str,
+    tiny_model_dir: Path,
+    dataset: Path,
+    tmp_path: Path,
+    client: Any,
+    command: str,
+    message: str,
+) -> None:
+    t0 = time.monotonic()
+    code, out = finish(
+        bench(
+            image,
+            tiny_model_dir,
+            tmp_path,
+            "--root",
+            str(dataset),
+            "--startup-timeout",
+            "5",
+            server_command=command,
+        ),
+        timeout=120,
+    )
+    assert code == 1, out
+    assert message in out
+    assert "model file missing" in out or "loading" in out  # the server's own log lines
+    assert time.monotonic() - t0 < 60
+    m = manifest(tmp_path / "r")
+    assert m["status"] == "failed"
+    assert containers_of(client, m["run_id"]) == []
+
+
+def test_preflight_port_taken_and_no_gpu_runtime(
+    image: str, tiny_model_dir: Path, dataset: Path, tmp_path: Path, client: Any
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = str(s.getsockname()[1])
+        code, out = finish(
+            bench(image, tiny_model_dir, tmp_path, "--root", str(dataset), "--port", taken),
+            timeout=60,
+        )
+    assert code == 2 and f"port {taken} is already in use" in out
+    code, out = finish(
+        bench(image, tiny_model_dir, tmp_path, "--root", str(dataset), "--gpus", "0"), timeout=60
+    )
+    assert code == 2, out
+    assert "NVIDIA Container Toolkit" in out and "could not select device driver" in out
+    leftovers = client.containers.list(all=True, filters={"label": LABEL_TOOL})
+    assert [c.name for c in leftovers if c.status == "running"] == []
