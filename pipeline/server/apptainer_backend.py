@@ -58,8 +58,12 @@ def image_facts(runtime: str, image: Path) -> dict[str, Any]:
         from spython.main import Client
 
         with _spython_path(runtime):
-            facts["runtime_version"] = str(Client.version())
+            version = Client.version()
             inspected = Client.inspect(str(image), quiet=True)
+        if isinstance(version, dict):  # spython reports a failed call as a dict
+            facts["inspect_error"] = str(version.get("message"))
+        else:
+            facts["runtime_version"] = str(version).strip()
         if isinstance(inspected, dict):
             attrs = inspected.get("data", {}).get("attributes", inspected)
             facts["labels"] = attrs.get("labels")

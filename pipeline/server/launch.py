@@ -22,6 +22,7 @@ from pipeline.server.preflight import (
     check_voice,
     check_weights,
     choose_ports,
+    gpu_facts,
     hf_token,
     require_nvidia_smi,
 )
@@ -116,6 +117,7 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
             ) from None
         if first_gpu is not None:
             _docker_gpu_probe(client, settings.image, first_gpu)
+            gpu_info = gpu_facts()  # the host's nvidia-smi, where the driver put one
     elif settings.runtime == "apptainer":
         runtime = find_runtime()
         if settings.sif is None or not settings.sif.is_file():

@@ -246,3 +246,26 @@ def test_preflight_port_taken_and_no_gpu_runtime(
     assert "NVIDIA Container Toolkit" in out and "could not select device driver" in out
     leftovers = client.containers.list(all=True, filters={"label": LABEL_TOOL})
     assert [c.name for c in leftovers if c.status == "running"] == []
+
+
+def test_cleanup_removes_a_crashed_runs_container(image: str, client: Any) -> None:
+    labels = {LABEL_TOOL: "1", LABEL_RUN: "crashed-docker-run"}
+    left = client.containers.run(
+        image,
+        ["sleep", "120"],
+        detach=True,
+        labels=labels,
+        name="fdb-pipeline-crashed-docker-run-0",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "cleanup", "--run-id", "crashed-docker-run"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "removed container fdb-pipeline-crashed-docker-run-0" in out.stderr
+    assert containers_of(client, "crashed-docker-run") == []
+    del left
