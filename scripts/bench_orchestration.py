@@ -34,7 +34,7 @@ from pipeline.server.base import ServerExited, ServerSpec
 from pipeline.server.docker_backend import DockerBackend
 from pipeline.server.preflight import free_port
 from pipeline.server.readiness import probe, wait_ready
-from tests.docker_support import ensure_cpu_image, ensure_engine
+from tests.docker_support import docker_tiny_args, ensure_cpu_image, ensure_engine
 from tests.real_server import REPO_ROOT, ensure_tiny_model, tiny_model_flags
 
 REPEATS = 3
@@ -119,42 +119,12 @@ def crash_detection(image: str, model: Path, logs: Path) -> list[float]:
 def run_bench(image: str, model: Path, data: Path, run: Path, pace: str) -> dict[str, float]:
     t_cmd = time.time()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "bench",
-            "--runtime",
-            "docker",
-            "--image",
-            image,
-            "--gpus",
-            "none",
-            "--profile",
-            "moshi",
-            "--port",
-            "0",
-            "--run-dir",
-            str(run),
-            "--hf-cache",
-            str(run.parent / "hf"),
-            "--mount",
-            f"{model}:{model}",
-            "--overwrite",
-            "--pace",
-            pace,
-            "--root",
-            str(data),
-            "--server-command",
-            "python /opt/tiny_moshi/serve.py",
-            *[f"--server-arg={f}" for f in tiny_model_flags(model)],
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [sys.executable, "-m", "pipeline", "bench",
+         *docker_tiny_args(image, model, run, run.parent / "hf"),
+         "--overwrite", "--pace", pace, "--root", str(data)],
+        cwd=REPO_ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
         check=False,
-    )
+    )  # fmt: skip
     wall = time.time() - t_cmd
     if proc.returncode != 0:
         raise SystemExit(f"bench failed:\n{proc.stderr[-3000:]}")

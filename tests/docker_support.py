@@ -410,3 +410,15 @@ def cpu_server_container(
             container.remove(force=True)
         if own_client:
             client.close()
+
+
+def docker_tiny_args(image: str, model: Path, run_dir: Path, hf_cache: Path) -> list[str]:
+    """`bench` options that run the tiny real server inside the CPU image (the model folder is
+    mounted at its own path: its config names the Mimi config by absolute path)."""
+    return [
+        "--runtime", "docker", "--image", image, "--gpus", "none", "--profile", "moshi",
+        "--port", "0", "--run-dir", str(run_dir), "--hf-cache", str(hf_cache),
+        "--mount", f"{model}:{model}",
+        "--server-command", "python /opt/tiny_moshi/serve.py",
+        *[f"--server-arg={flag}" for flag in tiny_model_flags(model)],
+    ]  # fmt: skip

@@ -4,8 +4,6 @@ with nothing left running and the completed samples kept."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 import subprocess
@@ -20,8 +18,9 @@ import pytest
 
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.server.base import LABEL_RUN, LABEL_TOOL
-from tests.docker_support import ensure_cpu_image, ensure_engine
-from tests.real_server import REPO_ROOT, tiny_model_flags
+from tests.docker_support import docker_tiny_args, ensure_cpu_image, ensure_engine
+from tests.integration.runs import finish, lines, manifest, start, wait_for
+from tests.real_server import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,66 +57,18 @@ def bench(
     *args: str,
     server_command: str = "python /opt/tiny_moshi/serve.py",
 ) -> subprocess.Popen[str]:
-    model = model.resolve()
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "bench",
-            "--runtime",
-            "docker",
-            "--image",
-            image,
-            "--gpus",
-            "none",
-            "--profile",
-            "moshi",
-            "--port",
-            "0",
-            "--run-dir",
-            str(tmp_path / "r"),
-            "--hf-cache",
-            str(tmp_path / "hf"),
-            "--mount",
-            f"{model}:{model}",
-            "--startup-timeout",
-            "120",
-            "--retry-backoff",
-            "0.2",
-            "--overwrite",
-            "--server-command",
-            server_command,
-            *[f"--server-arg={f}" for f in tiny_model_flags(model)],
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    return start(
+        "bench",
+        *docker_tiny_args(image, model.resolve(), tmp_path / "r", tmp_path / "hf"),
+        "--startup-timeout",
+        "120",
+        "--retry-backoff",
+        "0.2",
+        "--overwrite",
+        "--server-command",
+        server_command,
+        *args,
     )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
-def lines(run: Path) -> list[dict[str, Any]]:
-    path = run / "samples.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def manifest(run: Path) -> dict[str, Any]:
-    return json.loads((run / "manifest.json").read_text())  # type: ignore[no-any-return]
-
-
-def wait_for(cond: Any, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def containers_of(client: Any, run_id: str) -> list[Any]:

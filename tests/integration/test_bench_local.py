@@ -3,7 +3,6 @@ server killed mid-sample, SIGINT mid-run, start-up faults, pre-flight errors."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -11,12 +10,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.server.cleanup import find_processes
+from tests.integration.runs import finish, lines, manifest, start, wait_for
 from tests.real_server import REPO_ROOT, tiny_bench_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,53 +31,23 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bench(
     tmp_path: Path, run: str, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "bench",
-            "--run-dir",
-            str(tmp_path / run),
-            "--hf-cache",
-            str(tmp_path / "hf"),
-            "--port",
-            "0",
-            "--startup-timeout",
-            "120",
-            "--retry-backoff",
-            "0.2",
-            "--gpus",
-            "none",  # no GPU here; a test may name devices after this
-            *args,
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    return start(
+        "bench",
+        "--run-dir",
+        str(tmp_path / run),
+        "--hf-cache",
+        str(tmp_path / "hf"),
+        "--port",
+        "0",
+        "--startup-timeout",
+        "120",
+        "--retry-backoff",
+        "0.2",
+        "--gpus",
+        "none",  # no GPU here; a test may name devices after this
+        *args,
+        env=env,
     )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
-def lines(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "samples.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def manifest(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "manifest.json").read_text())  # type: ignore[no-any-return]
-
-
-def wait_for(cond: Any, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_two_servers_share_one_dataset(tiny_model_dir: Path, dataset: Path, tmp_path: Path) -> None:

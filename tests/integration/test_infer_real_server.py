@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +16,8 @@ import soundfile as sf
 from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
-from tests.real_server import REPO_ROOT, RunningServer
+from tests.integration.runs import finish, lines, start
+from tests.real_server import RunningServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,39 +30,18 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def infer(server: RunningServer, root: Path, run_dir: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "infer",
-            "--server",
-            server.address,
-            "--profile",
-            "moshi",
-            "--root",
-            str(root),
-            "--run-dir",
-            str(run_dir),
-            *extra,
-        ],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    return start(
+        "infer",
+        "--server",
+        server.address,
+        "--profile",
+        "moshi",
+        "--root",
+        str(root),
+        "--run-dir",
+        str(run_dir),
+        *extra,
     )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
-def lines(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "samples.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def check_outputs(root: Path) -> int:
@@ -123,7 +101,9 @@ def test_both_pacings_resume_and_overwrite(
     assert [r["status"] for r in recs] == ["ok", "ok"]
     for r in recs:
         assert r["realtime_factor"] >= 0.95
-        assert 0 < r["lag"]["p50_s"] <= r["lag"]["p95_s"] <= r["lag"]["max_s"] < 5
+        # no upper bound in seconds: a loaded CPU may fall behind real time; a frame can never
+        # lag by more than the whole stream took
+        assert 0 < r["lag"]["p50_s"] <= r["lag"]["p95_s"] <= r["lag"]["max_s"] <= r["stream_s"]
     check_outputs(dataset)
 
 
