@@ -281,8 +281,8 @@ def test_realtime_pacing_records_lag(tmp_path: Path) -> None:
     (rec,) = lines(tmp_path / "r")
     assert wall >= 1.1  # paced: no faster than the audio
     lag = rec["lag"]
-    assert lag is not None and 0.005 < lag["p50_s"] <= lag["p95_s"] <= lag["max_s"] < 0.5
-    assert 0.9 < rec["realtime_factor"] < 1.5
+    assert lag is not None and 0.005 < lag["p50_s"] <= lag["p95_s"] <= lag["max_s"] < 2.0
+    assert 0.9 < rec["realtime_factor"] < 2.0
 
 
 def test_unpaced_is_faster_than_real_time(tmp_path: Path) -> None:
