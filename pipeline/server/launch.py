@@ -96,7 +96,7 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
     first_gpu = next((g for g in gpus if g is not None), None)
     local_weights = uses_local_weights(settings)
     repo = model_repo(settings)
-    hf_cache = settings.hf_cache.expanduser()
+    hf_cache = settings.hf_cache.expanduser().resolve()  # Docker needs absolute paths
     if settings.profile == "personaplex":
         voice = check_voice(settings.voice_prompt)
     else:  # upstream moshi takes no voice prompt

@@ -78,7 +78,11 @@ def containers_of(client: Any, run_id: str) -> list[Any]:
 def test_docker_end_to_end(
     image: str, tiny_model_dir: Path, dataset: Path, tmp_path: Path, client: Any
 ) -> None:
-    code, out = finish(bench(image, tiny_model_dir, tmp_path, "--root", str(dataset)))
+    # a relative cache folder (Docker itself only takes absolute paths)
+    relative_cache = os.path.relpath(tmp_path / "hf", REPO_ROOT)
+    code, out = finish(
+        bench(image, tiny_model_dir, tmp_path, "--root", str(dataset), "--hf-cache", relative_cache)
+    )
     assert code == 0, out
     run = tmp_path / "r"
     recs = lines(run)
