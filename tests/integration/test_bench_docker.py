@@ -4,6 +4,7 @@ with nothing left running and the completed samples kept."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
