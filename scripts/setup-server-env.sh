@@ -39,7 +39,7 @@ else
     "${python_bin}" -m venv "${venv_dir}"
 fi
 py="${venv_dir}/bin/python"
-pip=("${py}" -m pip --disable-pip-version-check)
+pip=("${py}" -m pip --disable-pip-version-check --quiet)
 
 log "installing ${TORCH_SPEC} (CPU build from local disk where available)"
 "${pip[@]}" install "${TORCH_SPEC}"
