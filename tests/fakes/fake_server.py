@@ -12,7 +12,7 @@ behaviour only follows from that:
 * ``sphn.OpusStreamReader(24000)`` / ``sphn.OpusStreamWriter(24000)`` for the Ogg-Opus streams
   (the reader raises ``ValueError: unexpected ogg capture pattern`` on garbage).
 
-Session flow, per profile (see /work/shared/docs/protocol.md and the servers' sources):
+Session flow, per profile (see the shared protocol notes and the servers' sources):
 
 PersonaPlex (NVIDIA/personaplex ``moshi/moshi/server.py``):
   1. upgrade; 2. validate the query *before* the lock, in the real order: ``voice_prompt``

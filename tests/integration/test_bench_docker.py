@@ -206,7 +206,7 @@ def test_preflight_port_taken_and_no_gpu_runtime(
 
 def test_cleanup_removes_a_crashed_runs_container(image: str, client: Any) -> None:
     labels = {LABEL_TOOL: "1", LABEL_RUN: "crashed-docker-run"}
-    left = client.containers.run(
+    client.containers.run(
         image,
         ["sleep", "120"],
         detach=True,
@@ -224,4 +224,3 @@ def test_cleanup_removes_a_crashed_runs_container(image: str, client: Any) -> No
     assert out.returncode == 0, out.stderr
     assert "removed container fdb-pipeline-crashed-docker-run-0" in out.stderr
     assert containers_of(client, "crashed-docker-run") == []
-    del left
