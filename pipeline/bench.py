@@ -70,9 +70,7 @@ def _warm_up(settings: BenchSettings, voice: str, slots: list[ServerSlot]) -> No
     """One short session per server that must succeed before anything is timed."""
     spec = PROFILE_SPECS[settings.profile]
     frames = np.zeros((WARMUP_FRAMES, FRAME_SAMPLES), dtype=np.float32)
-    timeouts = Timeouts(
-        settings.connect_timeout_s, settings.handshake_timeout_s, settings.stall_timeout_s
-    )
+    timeouts = Timeouts.of(settings)
 
     async def one(slot: ServerSlot) -> None:
         url = session_url(slot.url, settings.profile, voice, settings.text_prompt)
@@ -99,6 +97,7 @@ def _restarter(
     backend: ServerBackend, slot: ServerSlot, settings: BenchSettings
 ) -> Callable[[], Awaitable[None]]:
     """Before each session: a dead server is restarted (a bounded number of times)."""
+    cancel = threading.Event()  # a signal mid-restart: stop waiting for the new server
 
     def restart_blocking() -> None:
         code = backend.exit_code()
@@ -109,21 +108,23 @@ def _restarter(
             )
         log.warning(
             "%s died (exit code %s); restarting it (%d/%d)",
-            backend.spec.name,
-            code,
-            backend.restarts + 1,
-            settings.max_restarts,
-        )
-        backend.restart(settings.stop_grace_s)
+            backend.spec.name, code, backend.restarts + 1, settings.max_restarts,
+        )  # fmt: skip
         try:
-            wait_ready(backend, settings.startup_timeout_s)
-        except ServerError as exc:
+            backend.restart(settings.stop_grace_s)
+            wait_ready(backend, settings.startup_timeout_s, cancel=cancel)
+        except (ServerError, PreflightError, OSError) as exc:
             raise ServerGone(f"{backend.spec.name} could not be restarted: {exc}") from None
         slot.sessions = 0  # a new process: its RNG starts again
 
     async def ensure() -> None:
-        if not backend.alive():
+        if backend.alive():
+            return
+        try:
             await asyncio.to_thread(restart_blocking)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
 
     return ensure
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from pipeline.dataset.discovery import KNOWN_TASKS
+
 Profile = Literal["personaplex", "moshi"]
 Pace = Literal["none", "realtime"]
 Encoder = Literal["sphn", "webclient"]
@@ -78,6 +80,11 @@ class InferSettings:
         for name in ("connect_retries", "sample_retries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        for task in self.text_prompts:
+            if task not in KNOWN_TASKS:
+                raise ConfigError(
+                    f"text prompt for unknown task {task!r}; known tasks: {', '.join(KNOWN_TASKS)}"
+                )
         if self.profile == "personaplex":
             prompts = {"text_prompt": self.text_prompt} | {
                 f"text_prompts.{t}": p for t, p in self.text_prompts.items()

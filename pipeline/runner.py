@@ -42,7 +42,13 @@ from pipeline.dataset.audio import (
     load_input,
 )
 from pipeline.dataset.discovery import Sample
-from pipeline.results.outputs import align_output, is_complete, remove_leftovers, write_outputs
+from pipeline.results.outputs import (
+    align_output,
+    is_complete,
+    remove_leftovers,
+    set_aside_stale,
+    write_outputs,
+)
 from pipeline.results.records import RunRecords
 from pipeline.signals import HANDLED
 from pipeline.stream.protocol import PROFILE_SPECS, normalize_server, session_url
@@ -105,11 +111,7 @@ class SampleRunner:
         self.settings = settings
         self.records = records
         self.spec = PROFILE_SPECS[settings.profile]
-        self.timeouts = Timeouts(
-            connect_s=settings.connect_timeout_s,
-            handshake_s=settings.handshake_timeout_s,
-            stall_s=settings.stall_timeout_s,
-        )
+        self.timeouts = Timeouts.of(settings)
 
     async def _session(
         self,
@@ -118,7 +120,6 @@ class SampleRunner:
         audio: InputAudio,
         attempts: list[dict[str, Any]],
         state: dict[str, Any],
-        on_frame: Callable[[int], None] | None,
     ) -> SessionResult:
         s = self.settings
         url = session_url(slot.url, s.profile, s.voice_prompt, s.text_prompt_for(sample.task))
@@ -169,7 +170,6 @@ class SampleRunner:
                         timeouts=self.timeouts,
                         insecure=s.insecure,
                         on_handshake=handshake,
-                        on_frame=on_frame,
                     )
             raise AssertionError("unreachable")  # pragma: no cover
 
@@ -209,28 +209,31 @@ class SampleRunner:
             "attempts": [],
         }
 
-    async def run(
-        self, sample: Sample, slot: ServerSlot, on_frame: Callable[[int], None] | None = None
-    ) -> dict[str, Any]:
+    async def run(self, sample: Sample, slot: ServerSlot) -> dict[str, Any]:
         t0 = time.perf_counter()
         rec = self.failed_record(sample, None, slot.name)
         removed = remove_leftovers(sample)
         if removed:
             log.info("%s: removed %d leftover temporary file(s)", sample.key, len(removed))
         try:
-            if (
-                not self.settings.overwrite
-                and sample.input_path.is_file()
-                and is_complete(sample, file_sha256(sample.input_path))
-            ):
+            complete = sample.input_path.is_file() and is_complete(
+                sample, file_sha256(sample.input_path)
+            )
+            if complete and not self.settings.overwrite:
                 rec.update(status="skipped", wall_s=round(time.perf_counter() - t0, 3))
                 return rec
+            if not complete:  # a partial, stale or foreign output must not be scored
+                moved = set_aside_stale(sample)
+                if moved is not None:
+                    log.warning(
+                        "%s: moved an incomplete or stale output to %s", sample.key, moved.name
+                    )
             audio = load_input(sample.input_path)
             rec["duration_s"] = round(audio.duration_s, 3)
             rec["frames_expected"] = self.spec.expected_output_frames(audio.n_frames)
             state: dict[str, Any] = {}
             try:
-                result = await self._session(slot, sample, audio, rec["attempts"], state, on_frame)
+                result = await self._session(slot, sample, audio, rec["attempts"], state)
             finally:
                 rec["session_index"] = state.get("session_index")
             rec.update(
@@ -303,17 +306,27 @@ async def run_batch(
         c = outcome.counts
         return f"[green]ok {c['ok']}[/] [red]failed {c['failed']}[/] skipped {c['skipped']}"
 
+    in_flight = 0  # samples being run: a worker waits for them before it may stop
+
     async def worker(slot: ServerSlot, bar: Any) -> None:
+        nonlocal in_flight
         while True:
             try:
                 sample = queue.get_nowait()
             except asyncio.QueueEmpty:
-                return
-            rec = await runner.run(sample, slot)
-            if rec["error_kind"] == ServerGone.kind:  # not the sample's fault: hand it on
-                log.error("%s is gone (%s); the other servers carry on", slot.name, rec["error"])
-                queue.put_nowait(sample)
-                return
+                if in_flight == 0:
+                    return
+                await asyncio.sleep(0.05)  # a dying server may yet hand its sample back
+                continue
+            in_flight += 1
+            try:
+                rec = await runner.run(sample, slot)
+                if rec["error_kind"] == ServerGone.kind:  # not the sample's fault: hand it on
+                    log.error("%s is gone (%s); the others carry on", slot.name, rec["error"])
+                    queue.put_nowait(sample)
+                    return
+            finally:
+                in_flight -= 1
             record(rec)
             progress.update(bar, advance=1, counts=counts_text())
 

@@ -46,9 +46,11 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path) -> None:
 
 def test_per_task_prompts_merge_with_file(tmp_path: Path) -> None:
     cfg = tmp_path / "run.toml"
-    cfg.write_text('[text_prompts]\na = "from file"\nb = "file b"\n')
-    s = resolve_settings(*parse("--config", str(cfg), "--task-text-prompt", "b=cli b"))
-    assert s.text_prompts == {"a": "from file", "b": "cli b"}
+    cfg.write_text('[text_prompts]\nicc_backchannel = "from file"\nuser_backchannel = "file b"\n')
+    s = resolve_settings(*parse("--config", str(cfg), "--task-text-prompt", "user_backchannel=cli"))
+    assert s.text_prompts == {"icc_backchannel": "from file", "user_backchannel": "cli"}
+    with pytest.raises(ConfigError, match="unknown task 'user_backchanel'"):
+        resolve_settings(*parse("--task-text-prompt", "user_backchanel=typo"))
 
 
 def test_server_spellings_and_repeatable_task() -> None:

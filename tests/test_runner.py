@@ -3,6 +3,7 @@ every fault ending as a failed sample with a reason while the batch goes on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -312,3 +313,49 @@ def test_clear_errors_before_anything_runs(
     assert main([*base, *argv]) == 2
     assert message in caplog.text
     assert not (tmp_path / "r").exists()
+
+
+def test_a_failed_redo_never_leaves_a_stale_output_to_be_scored(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 1)
+    folder = root / "user_interruption" / "0"
+    (folder / "output.wav").write_bytes(b"RIFF from a reference client, cut short")
+    with FakeServer(Behaviour(close_after_frames=1)) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r", "--sample-retries", "0") == 1
+    assert not (folder / "output.wav").exists()
+    assert (folder / "output.wav.stale").read_bytes().startswith(b"RIFF from a reference")
+
+
+async def test_samples_of_a_dead_server_go_to_a_live_one(tmp_path: Path) -> None:
+    """Server B dies after A took the last sample from the queue: B's sample must go to A."""
+    from collections import Counter as C
+
+    from pipeline.config import InferSettings
+    from pipeline.dataset.discovery import discover
+    from pipeline.results.records import RunRecords
+    from pipeline.runner import BatchOutcome, SampleRunner, ServerGone, ServerSlot, run_batch
+
+    root = tmp_path / "data"
+    make_dataset(root, 3)
+    records = RunRecords(tmp_path / "r", "rid")
+    records.start({}, {})
+    runner = SampleRunner(InferSettings(root=root), records)
+    served: C[str] = C()
+
+    async def fake_run(sample: Any, slot: ServerSlot) -> dict[str, Any]:
+        rec = runner.failed_record(sample, None, slot.name)
+        if slot.name == "B":
+            await asyncio.sleep(0.3)  # A drains the queue meanwhile
+            rec.update(error="B died", error_kind=ServerGone.kind)
+            return rec
+        await asyncio.sleep(0.05)
+        served[slot.name] += 1
+        rec.update(status="ok", error=None)
+        return rec
+
+    runner.run = fake_run  # type: ignore[method-assign]
+    outcome = BatchOutcome()
+    await run_batch(
+        discover(root), [ServerSlot("ws://a", "A"), ServerSlot("ws://b", "B")], runner, outcome
+    )
+    assert outcome.counts == {"ok": 3} and served["A"] == 3

@@ -67,6 +67,20 @@ def remove_leftovers(sample: Sample) -> list[Path]:
     return removed
 
 
+STALE_SUFFIX = ".stale"
+
+
+def set_aside_stale(sample: Sample) -> Path | None:
+    """An output that is not complete for this input (a killed run's, another client's, an
+    older input's) is renamed ``*.stale``, not deleted, so the evaluation cannot score it."""
+    sample.text_path.unlink(missing_ok=True)
+    if not sample.output_path.exists():
+        return None
+    target = sample.output_path.with_name(sample.output_path.name + STALE_SUFFIX)
+    sample.output_path.replace(target)
+    return target
+
+
 def write_outputs(
     sample: Sample,
     aligned: Float32Array,

@@ -79,6 +79,7 @@ class ApptainerBackend(LocalProcessBackend):
         super().__init__(spec, log_dir)
         self.image = image
         self.runtime_path = runtime or find_runtime()
+        self._image_sha256: str | None = None
 
     def argv(self) -> list[str]:
         argv = [self.runtime_path, "exec"]
@@ -92,7 +93,9 @@ class ApptainerBackend(LocalProcessBackend):
         doc = super().describe()
         doc["command"] = self.argv()
         doc["image"] = str(self.image)
-        with contextlib.suppress(OSError):
-            doc["image_sha256"] = file_sha256(self.image)
+        if self._image_sha256 is None:
+            with contextlib.suppress(OSError):
+                self._image_sha256 = file_sha256(self.image)  # once: an image is GBs
+        doc["image_sha256"] = self._image_sha256
         doc.update(image_facts(self.runtime_path, self.image))
         return doc

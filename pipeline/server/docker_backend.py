@@ -64,6 +64,7 @@ class DockerBackend(ServerBackend):
         self.client = client or docker_client()
         self.network_mode = network_mode  # "host": the server binds spec.port on the host itself
         self.container: Any | None = None
+        self.last_container_id: str | None = None
         self._exit_code: int | None = None
 
     def _run_kwargs(self) -> dict[str, Any]:
@@ -107,6 +108,7 @@ class DockerBackend(ServerBackend):
             if "could not select device driver" in text:
                 raise PreflightError(f"{NO_GPU_RUNTIME_HINT} (Docker said: {text})") from None
             raise ServerError(f"Docker could not start {self.spec.name}: {text}") from None
+        self.last_container_id = self.container.id
         log.info(
             "%s: container %s started from %s", self.spec.name, self.container.short_id, self.image
         )
@@ -146,6 +148,10 @@ class DockerBackend(ServerBackend):
     def stop(self, grace_s: float = 10.0) -> None:
         container = self.container
         if container is None:
+            # start may have failed (or been interrupted) between create and start: the
+            # container can exist without us holding it - find it by its name
+            with contextlib.suppress(Exception):
+                self.client.containers.get(self.spec.name).remove(force=True)
             return
         with contextlib.suppress(Exception):
             container.stop(timeout=int(max(1, grace_s)))  # SIGTERM, SIGKILL after the grace
@@ -160,7 +166,7 @@ class DockerBackend(ServerBackend):
         doc["image"] = self.image
         with contextlib.suppress(Exception):
             doc["image_id"] = self.client.images.get(self.image).id
-        doc["container"] = self.container.id if self.container else None
+        doc["container"] = self.last_container_id
         doc["network_mode"] = self.network_mode or "bridge"
         return doc
 

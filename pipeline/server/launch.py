@@ -143,21 +143,13 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
     token = hf_token()
     if token:
         env["HF_TOKEN"] = token
-    backends: list[ServerBackend] = []
-    for index, (gpu, port) in enumerate(zip(gpus, ports, strict=True)):
-        mounts: dict[Path, str] = {}
-        if settings.runtime == "local":
-            voice_dir = str(voice.folder) if voice.folder else None
-            spec = ServerSpec(
-                command=server_command(settings, sys.executable, "127.0.0.1", port, voice_dir),
-                port=port,
-                gpu=gpu,
-                env={**env, "HF_HOME": str(hf_cache)},
-                run_id=run_id,
-                index=index,
-            )
-            backends.append(LocalProcessBackend(spec, run_dir))
-            continue
+    # What the server sees: local paths as they are; in a container, mounted folders
+    mounts: dict[Path, str] = {}
+    if settings.runtime == "local":
+        python, hf_home = sys.executable, str(hf_cache)
+        voice_dir = str(voice.folder) if voice.folder else None
+    else:
+        python, hf_home = "python", CONTAINER_HF_HOME
         mounts[hf_cache] = CONTAINER_HF_HOME
         for mount in settings.mounts:
             host_dir, _, inside = mount.partition(":")
@@ -166,31 +158,29 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
         if voice.folder is not None:
             mounts[voice.folder] = VOICE_MOUNT
             voice_dir = VOICE_MOUNT
-        cenv = {**env, "HF_HOME": CONTAINER_HF_HOME}
-        if settings.runtime == "docker":
-            # upstream moshi really binds --host: inside a bridged container it must be every
-            # interface for the published port to reach it; PersonaPlex binds all regardless
-            host = "0.0.0.0" if settings.profile == "moshi" else "127.0.0.1"
-            spec = ServerSpec(
-                command=server_command(settings, "python", host, SERVER_PORT, voice_dir),
-                port=port,
-                gpu=gpu,
-                env=cenv,
-                mounts=mounts,
-                run_id=run_id,
-                index=index,
-            )
+    # Docker: upstream moshi really binds --host, and the published port reaches the container's
+    # own interface, so it needs every interface; PersonaPlex binds all of them regardless.
+    # Elsewhere the server shares the host's network: loopback only.
+    in_docker = settings.runtime == "docker"
+    host = "0.0.0.0" if in_docker and settings.profile == "moshi" else "127.0.0.1"
+    backends: list[ServerBackend] = []
+    for index, (gpu, port) in enumerate(zip(gpus, ports, strict=True)):
+        spec = ServerSpec(
+            command=server_command(
+                settings, python, host, SERVER_PORT if in_docker else port, voice_dir
+            ),
+            port=port,
+            gpu=gpu,
+            env={**env, "HF_HOME": hf_home},
+            mounts=dict(mounts),
+            run_id=run_id,
+            index=index,
+        )
+        if settings.runtime == "local":
+            backends.append(LocalProcessBackend(spec, run_dir))
+        elif in_docker:
             backends.append(DockerBackend(spec, run_dir, settings.image, client=client))
         else:
-            spec = ServerSpec(
-                command=server_command(settings, "python", "127.0.0.1", port),
-                port=port,
-                gpu=gpu,
-                env=cenv,
-                mounts=mounts,
-                run_id=run_id,
-                index=index,
-            )
-            assert settings.sif is not None
+            assert settings.sif is not None  # validated: apptainer needs --sif
             backends.append(ApptainerBackend(spec, run_dir, settings.sif, runtime))
     return LaunchPlan(backends, voice.query_value, repo, local_weights, gpu_info)

@@ -10,12 +10,13 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from pipeline.server.base import PreflightError, ServerBackend, ServerSpec, log
+from pipeline.server.base import PreflightError, ServerBackend, ServerError, ServerSpec, log
 
 
 def visible_device(gpu: str, parent_env: Mapping[str, str]) -> str:
@@ -38,6 +39,7 @@ class LocalProcessBackend(ServerBackend):
     def __init__(self, spec: ServerSpec, log_dir: Path) -> None:
         super().__init__(spec, log_dir)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.last_pid: int | None = None
         self._log_fh: IO[bytes] | None = None
 
     def argv(self) -> list[str]:
@@ -57,14 +59,23 @@ class LocalProcessBackend(ServerBackend):
         self._log_fh = self.log_path.open("ab")
         self._log_fh.write(f"=== starting {self.spec.name} ===\n".encode())
         self._log_fh.flush()
-        self.proc = subprocess.Popen(
-            self.argv(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_fh,
-            stderr=subprocess.STDOUT,
-            env=self.child_env(),
-            start_new_session=True,  # own process group: killed as a whole
-        )
+        argv = self.argv()
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_fh,
+                stderr=subprocess.STDOUT,
+                env=self.child_env(),
+                start_new_session=True,  # own process group: killed as a whole
+            )
+        except OSError as exc:
+            self._log_fh.close()
+            self._log_fh = None
+            raise ServerError(
+                f"cannot run the server command {argv[0]!r} ({exc}); check --server-command"
+            ) from None
+        self.last_pid = self.proc.pid
         log.info("%s: started pid %d on port %d", self.spec.name, self.proc.pid, self.port)
 
     def exit_code(self) -> int | None:
@@ -87,24 +98,40 @@ class LocalProcessBackend(ServerBackend):
 
     def stop(self, grace_s: float = 10.0) -> None:
         proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                self._signal_group(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    log.warning(
-                        "%s: no exit %.0f s after SIGTERM; killing", self.spec.name, grace_s
-                    )
-                    self._signal_group(signal.SIGKILL)
+        try:
+            if proc is not None:
+                if proc.poll() is None:
+                    self._signal_group(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=grace_s)
+                    except subprocess.TimeoutExpired:
+                        log.warning(
+                            "%s: still running %.0f s after SIGTERM; killing",
+                            self.spec.name,
+                            grace_s,
+                        )
+                self._signal_group(signal.SIGKILL)  # the leader if it lingers, stray children
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
-            self._signal_group(signal.SIGKILL)  # stray children left in the group
+                self._wait_group_gone(proc.pid, 5.0)
+        finally:
             self.proc = None
-        if self._log_fh is not None:
-            self._log_fh.close()
-            self._log_fh = None
+            if self._log_fh is not None:
+                self._log_fh.close()
+                self._log_fh = None
 
-    def describe(self) -> dict[str, object]:
+    @staticmethod
+    def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+        """Killed processes take a moment to go; a restart must not race them for the port."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.02)
+
+    def describe(self) -> dict[str, Any]:
         doc = super().describe()
-        doc["pid"] = self.proc.pid if self.proc else None
+        doc["pid"] = self.last_pid
         return doc

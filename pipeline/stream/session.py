@@ -18,6 +18,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from pipeline.config import InferSettings
 from pipeline.dataset.audio import FRAME_SAMPLES, FRAME_SECONDS, Float32Array
 from pipeline.results.outputs import TextPiece
 from pipeline.stream.ogg import OggFormatError
@@ -64,6 +65,12 @@ class Timeouts:
     connect_s: float = 30.0
     handshake_s: float = 600.0
     stall_s: float = 60.0
+
+    @classmethod
+    def of(cls, settings: InferSettings) -> Timeouts:
+        return cls(
+            settings.connect_timeout_s, settings.handshake_timeout_s, settings.stall_timeout_s
+        )
 
 
 @dataclass
@@ -191,7 +198,6 @@ async def run_session(
     timeouts: Timeouts = Timeouts(),
     insecure: bool = False,
     on_handshake: Callable[[], None] | None = None,
-    on_frame: Callable[[int], None] | None = None,
 ) -> SessionResult:
     """Stream ``frames`` (n, 1920) and return the server's output; raise SessionError on failure."""
     loop = asyncio.get_running_loop()
@@ -242,13 +248,10 @@ async def run_session(
                 raise ProtocolViolation(f"unexpected message {_describe(msg)}")
             kind, payload = msg[0], msg[1:]
             if kind == Kind.AUDIO:
-                before = st.received
                 try:
                     st.on_audio(payload, decoder, now)
                 except OggFormatError as exc:
                     raise ProtocolViolation(f"server sent invalid Ogg-Opus audio: {exc}") from exc
-                if on_frame is not None and st.received > before:
-                    on_frame(st.received - before)
             elif kind == Kind.TEXT:
                 st.on_text(payload, now)
             # other kinds (control, metadata, ping) are not sent by either server: ignore

@@ -96,3 +96,15 @@ def test_leftover_temporaries_are_removed(sample: Sample) -> None:
     other.write_bytes(b"not ours")
     assert remove_leftovers(sample) == [left]
     assert not left.exists() and other.exists()
+
+
+def test_stale_or_foreign_output_is_set_aside_not_deleted(sample: Sample) -> None:
+    from pipeline.results.outputs import set_aside_stale
+
+    assert set_aside_stale(sample) is None  # nothing there
+    sample.output_path.write_bytes(b"a reference client's half-written wav")
+    sample.text_path.write_text("{}")
+    moved = set_aside_stale(sample)
+    assert moved == sample.folder / "output.wav.stale"
+    assert moved.read_bytes().startswith(b"a reference")
+    assert not sample.output_path.exists() and not sample.text_path.exists()

@@ -94,3 +94,33 @@ def test_spython_gets_a_singularity_even_when_only_apptainer_exists(
 ) -> None:
     facts = image_facts(str(fake_runtime), tmp_path / "x.sif")
     assert "1.4.5" in str(facts.get("runtime_version")), facts
+
+
+def test_a_custom_voice_reaches_the_server_in_the_image(
+    fake_runtime: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.config import BenchSettings
+    from pipeline.server.launch import plan_servers
+
+    voice = tmp_path / "voices" / "me.wav"
+    voice.parent.mkdir()
+    voice.write_bytes(b"RIFF")
+    sif = tmp_path / "pp.sif"
+    sif.write_bytes(b"SIF")
+    settings = BenchSettings(
+        root=tmp_path,
+        runtime="apptainer",
+        sif=sif,
+        gpus="none",
+        port=0,
+        voice_prompt=str(voice),
+        hf_cache=tmp_path / "hf",
+        server_args=("--moshi-weight=/w.safetensors",),
+    ).validate()
+    plan = plan_servers(settings, "rid", tmp_path / "run")
+    (backend,) = plan.backends
+    assert plan.voice_prompt == "me.wav"  # the session names the file only
+    argv = backend.argv()  # type: ignore[attr-defined]
+    assert argv[argv.index("--voice-prompt-dir") + 1] == "/voices"
+    assert f"{voice.parent}:/voices" in argv
+    assert f"{(tmp_path / 'hf').resolve()}:/cache/huggingface" in argv

@@ -91,3 +91,13 @@ def test_gpu_index_counts_within_the_devices_slurm_gave_us() -> None:
     assert visible_device("1", {"CUDA_VISIBLE_DEVICES": "2,3"}) == "3"
     with pytest.raises(PreflightError, match=r"not among the 2 device\(s\)"):
         visible_device("2", {"CUDA_VISIBLE_DEVICES": "2,3"})
+
+
+def test_a_server_command_that_cannot_run_is_a_clear_error(tmp_path: Path) -> None:
+    from pipeline.server.base import ServerError
+
+    spec = ServerSpec(["/nonexistent/python", "-m", "moshi.server"], port=free_port())
+    b = LocalProcessBackend(spec, tmp_path)
+    with pytest.raises(ServerError, match="cannot run the server command '/nonexistent/python'"):
+        b.start()
+    b.stop()  # nothing to stop, no error
