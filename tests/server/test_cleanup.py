@@ -10,6 +10,19 @@ from pipeline.server.launch import RUN_ID_ENV
 REPO = Path(__file__).resolve().parents[2]
 
 
+def cleanup_run(run_id: str) -> subprocess.CompletedProcess[str]:
+    """`cleanup --run-id` as a user runs it, with no Docker engine to ask."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "cleanup", "--run-id", run_id],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"},
+    )
+
+
 def test_cleanup_kills_a_crashed_runs_server_and_says_so() -> None:
     orphan = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(120)"],
@@ -23,30 +36,14 @@ def test_cleanup_kills_a_crashed_runs_server_and_says_so() -> None:
     )
     try:
         assert [pid for pid, _ in find_processes("crashed-run-1")] == [orphan.pid]
-        out = subprocess.run(
-            [sys.executable, "-m", "pipeline", "cleanup", "--run-id", "crashed-run-1"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"},
-        )
+        out = cleanup_run("crashed-run-1")
         assert out.returncode == 0, out.stderr
         assert f"removed process {orphan.pid} (run crashed-run-1)" in out.stderr
         assert "removed 1 leftover(s)" in out.stderr
         assert orphan.wait(timeout=10) == -9
         assert other.poll() is None  # another run's server is left alone
         time.sleep(0.1)
-        again = subprocess.run(
-            [sys.executable, "-m", "pipeline", "cleanup", "--run-id", "crashed-run-1"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"},
-        )
+        again = cleanup_run("crashed-run-1")
         assert "nothing left behind by run crashed-run-1" in again.stderr
     finally:
         for p in (orphan, other):
