@@ -29,7 +29,7 @@ from rich.table import Table
 from websockets.asyncio.server import ServerConnection, serve
 
 from pipeline.config import InferSettings
-from pipeline.dataset.audio import FRAME_SECONDS
+from pipeline.stream.protocol import FRAME_SECONDS
 from pipeline.dataset.discovery import discover
 from pipeline.results.records import RunRecords
 from pipeline.runner import SampleRunner, ServerSlot

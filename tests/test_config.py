@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import build_parser, settings_values
+from pipeline.cli.options import build_parser, settings_values
 from pipeline.config import (
     DEFAULT_TEXT_PROMPT,
     DEFAULT_VOICE_PROMPT,

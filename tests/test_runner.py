@@ -17,7 +17,7 @@ import soundfile as sf
 from websockets.sync.client import connect as sync_connect
 
 from pipeline.cli import main
-from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from tests.fakes.fake_server import Behaviour, FakeServer, estimate_frame_index
 
 FORMATS = [(16000, 1, "PCM_16"), (48000, 2, "PCM_24"), (24000, 1, "FLOAT"), (44100, 1, "PCM_16")]
@@ -60,7 +60,7 @@ def manifest(run_dir: Path) -> dict[str, Any]:
 
 def expected_len(path: Path) -> int:
     info = sf.info(str(path))
-    return round(info.frames * MODEL_RATE / info.samplerate)
+    return round(info.frames * SAMPLE_RATE / info.samplerate)
 
 
 def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
         assert rec["frames_sent"] == rec["frames_received"] == rec["frames_expected"] == n
         out, rate = sf.read(folder / "output.wav", dtype="float32")
         info = sf.info(str(folder / "output.wav"))
-        assert (rate, info.channels, info.subtype) == (MODEL_RATE, 1, "PCM_16")
+        assert (rate, info.channels, info.subtype) == (SAMPLE_RATE, 1, "PCM_16")
         assert out.shape[0] == expected_len(folder / "input.wav")  # exactly the input's length
         assert np.all(out[:FRAME_SAMPLES] == 0)  # reference alignment: one silent frame first
         for j in range(n - 1):  # then output frame j, in order (the fake encodes j in pitch)

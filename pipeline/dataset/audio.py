@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-MODEL_RATE = 24_000
-FRAME_SAMPLES = 1920  # 80 ms at 24 kHz, one Mimi step
-FRAME_SECONDS = FRAME_SAMPLES / MODEL_RATE
-
-Float32Array = npt.NDArray[np.float32]
+from pipeline.digest import file_sha256
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE, Float32Array
 
 
 class InputAudioError(ValueError):
@@ -38,7 +33,7 @@ class InputAudio:
 
     @property
     def duration_s(self) -> float:
-        return self.length / MODEL_RATE
+        return self.length / SAMPLE_RATE
 
     @property
     def n_frames(self) -> int:
@@ -53,30 +48,22 @@ class InputAudio:
 
 def target_length(n_source: int, source_rate: int) -> int:
     """The input's duration counted in 24 kHz samples (what the output must be as long as)."""
-    return round(n_source * MODEL_RATE / source_rate)
+    return round(n_source * SAMPLE_RATE / source_rate)
 
 
 def to_model_rate(mono: Float32Array, source_rate: int) -> Float32Array:
     """Resample with soxr (very high quality) and fix the length to exactly the duration."""
     want = target_length(mono.shape[0], source_rate)
-    if source_rate == MODEL_RATE:
+    if source_rate == SAMPLE_RATE:
         out = mono
     else:
-        out = soxr.resample(mono, source_rate, MODEL_RATE, quality="VHQ").astype(np.float32)
+        out = soxr.resample(mono, source_rate, SAMPLE_RATE, quality="VHQ").astype(np.float32)
     if out.shape[0] != want:
         fixed = np.zeros(want, dtype=np.float32)
         n = min(want, out.shape[0])
         fixed[:n] = out[:n]
         out = fixed
     return np.ascontiguousarray(out, dtype=np.float32)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_input(path: Path) -> InputAudio:

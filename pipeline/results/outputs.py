@@ -8,20 +8,20 @@ changed input - is redone.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE, Float32Array
+from pipeline.digest import bytes_sha256
 from pipeline.dataset.discovery import Sample
 from pipeline.results.atomic import TMP_SUFFIX, atomic_write_bytes
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE, Float32Array
+from pipeline.stream.session import TextPiece
 
 TEXT_FORMAT = "fdb-pipeline/output-text/1"
 ALIGNMENT = "reference"
@@ -29,14 +29,6 @@ ALIGNMENT_DOC = (
     "reference: one 80 ms frame of silence, then the decoded output frames in arrival order,"
     " cut or zero-padded to the input's length at 24 kHz (as both Full-Duplex-Bench clients)"
 )
-
-
-@dataclass(frozen=True)
-class TextPiece:
-    text: str
-    frame: int  # output frames received before this piece arrived
-    time_s: float  # where that frame starts in output.wav (alignment offset included)
-    wall_s: float  # seconds after the handshake when it arrived
 
 
 def align_output(frames_pcm: Float32Array, length: int) -> Float32Array:
@@ -47,13 +39,9 @@ def align_output(frames_pcm: Float32Array, length: int) -> Float32Array:
     return out
 
 
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _wav_bytes(pcm: Float32Array) -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, np.clip(pcm, -1.0, 1.0), MODEL_RATE, subtype="PCM_16", format="WAV")
+    sf.write(buf, np.clip(pcm, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     return buf.getvalue()
 
 
@@ -95,9 +83,9 @@ def write_outputs(
         "format": TEXT_FORMAT,
         "input": sample.input_path.name,
         "output": sample.output_path.name,
-        "output_sha256": _sha256_bytes(wav),
+        "output_sha256": bytes_sha256(wav),
         "output_samples": int(aligned.shape[0]),
-        "sample_rate": MODEL_RATE,
+        "sample_rate": SAMPLE_RATE,
         "alignment": ALIGNMENT,
         "alignment_doc": ALIGNMENT_DOC,
         **record,
@@ -127,10 +115,10 @@ def is_complete(sample: Sample, input_sha256: str | None = None) -> bool:
         return False
     if input_sha256 is not None and doc.get("input_sha256") != input_sha256:
         return False
-    if doc.get("output_sha256") != _sha256_bytes(wav):
+    if doc.get("output_sha256") != bytes_sha256(wav):
         return False
     try:
         info = sf.info(str(sample.output_path))
     except (sf.LibsndfileError, RuntimeError):
         return False
-    return bool(info.samplerate == MODEL_RATE and info.frames == doc.get("output_samples"))
+    return bool(info.samplerate == SAMPLE_RATE and info.frames == doc.get("output_samples"))

@@ -43,6 +43,7 @@ import opuslib.api.encoder
 import opuslib.api.info
 
 from pipeline.stream.ogg import OggFormatError, OggPacketReader, OggPageWriter
+from pipeline.stream.protocol import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = [
     "DEFAULT_PRE_SKIP",
@@ -59,10 +60,7 @@ __all__ = [
     "OpusTags",
 ]
 
-SAMPLE_RATE: Final = 24000
-FRAME_MS: Final = 80  # one Mimi frame
 PACKET_MS: Final = 40  # two Opus packets per model frame, as sphn's writer does
-FRAME_SAMPLES: Final = SAMPLE_RATE * FRAME_MS // 1000  # 1920
 PACKET_SAMPLES: Final = SAMPLE_RATE * PACKET_MS // 1000  # 960
 GRANULE_RATE: Final = 48000  # RFC 7845: granule positions count 48 kHz samples
 MAX_PACKET_MS: Final = 120  # longest Opus packet

@@ -6,8 +6,18 @@ import enum
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-CHAT_PATH = "/api/chat"
-DEFAULT_PORT = 8998
+import numpy as np
+import numpy.typing as npt
+
+CHAT_PATH = "/api/chat"  # the chat WebSocket route (and the readiness probe's target)
+DEFAULT_PORT = 8998  # `python -m moshi.server`'s port
+
+SAMPLE_RATE = 24_000  # the model's audio: mono, 24 kHz
+FRAME_MS = 80  # one Mimi step
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 1920
+FRAME_SECONDS = FRAME_MS / 1000
+
+Float32Array = npt.NDArray[np.float32]
 
 
 class Kind(enum.IntEnum):
@@ -40,6 +50,19 @@ class ServerAddressError(ValueError):
     pass
 
 
+class EmptyPromptError(ValueError):
+    """A prompt PersonaPlex needs is empty (its server crashes on an empty text prompt)."""
+
+
+def require_prompt(name: str, value: str) -> None:
+    """The one rule for PersonaPlex prompts: neither the voice nor the text prompt is empty."""
+    if not value.strip():
+        why = "the PersonaPlex server crashes on an empty text prompt"
+        if name.startswith("voice"):
+            why = "the PersonaPlex server needs a voice prompt, e.g. NATF2.pt"
+        raise EmptyPromptError(f"{name} is empty: {why}")
+
+
 def normalize_server(server: str) -> str:
     """Turn ``host:port``, ``host``, ``ws://...`` or ``wss://...`` into a base ws(s) URL."""
     text = server.strip()
@@ -69,7 +92,6 @@ def session_url(server: str, profile: str, voice_prompt: str, text_prompt: str) 
     base = normalize_server(server)
     if not PROFILE_SPECS[profile].sends_prompts:
         return base
-    if not text_prompt.strip():
-        raise ValueError("PersonaPlex crashes on an empty text prompt; give --text-prompt")
+    require_prompt("text_prompt", text_prompt)
     query = urlencode({"voice_prompt": voice_prompt, "text_prompt": text_prompt}, quote_via=quote)
     return f"{base}?{query}"

@@ -13,23 +13,33 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from pipeline.config import InferSettings
-from pipeline.dataset.audio import FRAME_SAMPLES, FRAME_SECONDS, Float32Array
-from pipeline.results.outputs import TextPiece
 from pipeline.stream.ogg import OggFormatError
 from pipeline.stream.opus import ENCODER_PRESETS, OggOpusDecoder, OggOpusEncoder
-from pipeline.stream.protocol import Kind, ProfileSpec
+from pipeline.stream.protocol import (
+    FRAME_SAMPLES,
+    FRAME_SECONDS,
+    Float32Array,
+    Kind,
+    ProfileSpec,
+)
+
+# How a session can fail: a closed set, recorded as a sample's error kind
+SessionErrorKind = Literal[
+    "session", "connect", "handshake_timeout", "stall", "server_closed", "protocol"
+]
 
 
 class SessionError(Exception):
-    """A session failed; ``reason`` says why in words a user can act on."""
+    """A session failed; ``reason`` says why, in the session's own terms (a caller that knows
+    which setting governs a timeout may add that to its message)."""
 
-    kind = "session"
+    kind: ClassVar[SessionErrorKind] = "session"
 
     def __init__(self, reason: str, frames_sent: int = 0, frames_received: int = 0) -> None:
         super().__init__(reason)
@@ -41,36 +51,40 @@ class SessionError(Exception):
 class ConnectError(SessionError):
     """Refused, or closed before the handshake: worth reconnecting with backoff."""
 
-    kind = "connect"
+    kind: ClassVar[SessionErrorKind] = "connect"
 
 
 class HandshakeTimeout(SessionError):
-    kind = "handshake_timeout"
+    kind: ClassVar[SessionErrorKind] = "handshake_timeout"
 
 
 class StallError(SessionError):
-    kind = "stall"
+    kind: ClassVar[SessionErrorKind] = "stall"
 
 
 class ServerClosedError(SessionError):
-    kind = "server_closed"
+    kind: ClassVar[SessionErrorKind] = "server_closed"
 
 
 class ProtocolViolation(SessionError):
-    kind = "protocol"
+    kind: ClassVar[SessionErrorKind] = "protocol"
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    connect_s: float = 30.0
-    handshake_s: float = 600.0
-    stall_s: float = 60.0
+    """Every limit of one session, in seconds (the caller's settings decide them)."""
 
-    @classmethod
-    def of(cls, settings: InferSettings) -> Timeouts:
-        return cls(
-            settings.connect_timeout_s, settings.handshake_timeout_s, settings.stall_timeout_s
-        )
+    connect_s: float  # TCP + HTTP upgrade
+    handshake_s: float  # upgrade -> 0x00
+    stall_s: float  # no message at all for this long mid-sample
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    text: str
+    frame: int  # output frames received before this piece arrived
+    time_s: float  # where that frame starts in output.wav (alignment offset included)
+    wall_s: float  # seconds after the handshake when it arrived
 
 
 @dataclass
@@ -195,7 +209,7 @@ async def run_session(
     *,
     realtime: bool = False,
     encoder: str = "webclient",
-    timeouts: Timeouts = Timeouts(),
+    timeouts: Timeouts,
     insecure: bool = False,
     on_handshake: Callable[[], None] | None = None,
 ) -> SessionResult:
@@ -211,8 +225,8 @@ async def run_session(
             first = await asyncio.wait_for(ws.recv(), timeouts.handshake_s)
         except TimeoutError:
             raise HandshakeTimeout(
-                f"no handshake within {timeouts.handshake_s:.0f} s (server busy with another"
-                " session, or hung); raise --handshake-timeout or check the server"
+                f"no handshake within {timeouts.handshake_s:.0f} s (the server is busy with"
+                " another session, or hung)"
             ) from None
         except ConnectionClosed as exc:
             raise ConnectError(
@@ -233,8 +247,7 @@ async def run_session(
             except TimeoutError:
                 raise StallError(
                     f"no message from the server for {timeouts.stall_s:.0f} s after"
-                    f" {st.received}/{expected} output frames; raise --stall-timeout if the"
-                    " server is this slow"
+                    f" {st.received}/{expected} output frames"
                 ) from None
             except ConnectionClosed as exc:
                 raise ServerClosedError(

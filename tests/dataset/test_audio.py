@@ -5,13 +5,12 @@ import pytest
 import soundfile as sf
 
 from pipeline.dataset.audio import (
-    FRAME_SAMPLES,
-    MODEL_RATE,
     InputAudioError,
     load_input,
     target_length,
     to_model_rate,
 )
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 
 
 def tone(rate: int, seconds: float, freq: float = 440.0) -> np.ndarray:
@@ -24,9 +23,9 @@ def test_resampling_keeps_duration_and_pitch(rate: int) -> None:
     x = tone(rate, 1.3)
     y = to_model_rate(x, rate)
     assert y.dtype == np.float32
-    assert y.shape[0] == target_length(x.shape[0], rate) == round(1.3 * MODEL_RATE)
+    assert y.shape[0] == target_length(x.shape[0], rate) == round(1.3 * SAMPLE_RATE)
     spectrum = np.abs(np.fft.rfft(y[2400:-2400]))
-    peak_hz = np.argmax(spectrum) * MODEL_RATE / (y.shape[0] - 4800)
+    peak_hz = np.argmax(spectrum) * SAMPLE_RATE / (y.shape[0] - 4800)
     assert abs(peak_hz - 440) < 2
     # the passband keeps its amplitude
     assert 0.45 < np.max(np.abs(y[2400:-2400])) < 0.55
@@ -52,7 +51,7 @@ def test_load_any_format_to_mono_24k_frames(
     sf.write(path, data, rate, subtype=subtype)
     audio = load_input(path)
     assert (audio.source_rate, audio.source_channels) == (rate, channels)
-    assert audio.length == round(0.5 * MODEL_RATE)
+    assert audio.length == round(0.5 * SAMPLE_RATE)
     frames = audio.frames()
     assert frames.shape == (audio.n_frames, FRAME_SAMPLES)
     assert audio.n_frames == int(np.ceil(audio.length / FRAME_SAMPLES))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from tests.integration.runs import finish, lines, start
@@ -49,9 +49,9 @@ def check_outputs(root: Path) -> int:
     pieces = 0
     for sample in discover(root):
         info_in = sf.info(str(sample.input_path))
-        want = round(info_in.frames * MODEL_RATE / info_in.samplerate)
+        want = round(info_in.frames * SAMPLE_RATE / info_in.samplerate)
         out = sf.info(str(sample.output_path))
-        assert (out.samplerate, out.channels, out.subtype) == (MODEL_RATE, 1, "PCM_16")
+        assert (out.samplerate, out.channels, out.subtype) == (SAMPLE_RATE, 1, "PCM_16")
         assert out.frames == want, sample.key
         doc = json.loads(sample.text_path.read_text())
         assert doc["frames_received"] == doc["frames_sent"] - 1  # moshi: N -> N-1

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.dataset.audio import FRAME_SAMPLES, MODEL_RATE
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from pipeline.dataset.discovery import Sample
 from pipeline.results import atomic
+from pipeline.stream.session import TextPiece
 from pipeline.results.outputs import (
-    TextPiece,
     align_output,
     is_complete,
     remove_leftovers,
@@ -47,7 +47,7 @@ def test_write_then_complete_and_corruption_detected(sample: Sample) -> None:
     pieces = [TextPiece(" hello", 1, 0.16, 0.2)]
     write_outputs(sample, aligned, pieces, {"input_sha256": "abc"})
     data, rate = sf.read(sample.output_path)
-    assert rate == MODEL_RATE and data.shape == (4 * FRAME_SAMPLES,)
+    assert rate == SAMPLE_RATE and data.shape == (4 * FRAME_SAMPLES,)
     info = sf.info(sample.output_path)
     assert (info.channels, info.subtype) == (1, "PCM_16")
     doc = json.loads(sample.text_path.read_text())
@@ -61,7 +61,7 @@ def test_write_then_complete_and_corruption_detected(sample: Sample) -> None:
 
 
 def test_wav_without_commit_marker_is_not_complete(sample: Sample) -> None:
-    sf.write(sample.output_path, np.zeros(4800, np.float32), MODEL_RATE, subtype="PCM_16")
+    sf.write(sample.output_path, np.zeros(4800, np.float32), SAMPLE_RATE, subtype="PCM_16")
     assert not is_complete(sample)
     sample.text_path.write_text("{not json")
     assert not is_complete(sample)
