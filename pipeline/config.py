@@ -1,30 +1,55 @@
 """Settings for a run: one dataclass, filled from defaults, then a TOML file, then the command line.
 
 Precedence is command line > TOML file > defaults. The TOML file may hold any field of
-:class:`InferSettings` (plus the aliases listed in ``_TOML_ALIASES``) and a ``[text_prompts]``
-table of per-task text prompts. Relative paths in the file are resolved against the file's folder.
+:class:`InferSettings` (plus each field's ``toml_aliases``) and a ``[text_prompts]`` table of
+per-task text prompts. Relative paths in the file are resolved against the file's folder.
+
+Each field is declared once, with :func:`option`: its default, its help, its command-line flags
+(none: the field is TOML-only) and its help group. The command line (``pipeline.cli.options``)
+and the README's option tables are built from, or checked against, these declarations.
 """
+
+# option() returns a dataclasses.field (a mutable default is copied per instance): not a shared
+# call result, which is what RUF009 guards against.
+# ruff: noqa: RUF009
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import tomllib
-from dataclasses import dataclass, field
+import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pipeline.dataset.discovery import KNOWN_TASKS
+from pipeline.stream.protocol import DEFAULT_PORT, FRAME_MS, EmptyPromptError, require_prompt
 
 Profile = Literal["personaplex", "moshi"]
 Pace = Literal["none", "realtime"]
 Encoder = Literal["sphn", "webclient"]
+Prefix = Literal["", "clean_"]
+Runtime = Literal["docker", "apptainer", "local"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 PACES: tuple[str, ...] = get_args(Pace)
 ENCODERS: tuple[str, ...] = get_args(Encoder)
-PREFIXES = ("", "clean_")
+PREFIXES: tuple[str, ...] = get_args(Prefix)
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 
 DEFAULT_VOICE_PROMPT = "NATF2.pt"
 DEFAULT_TEXT_PROMPT = "You are a helpful and friendly assistant."
+DEFAULT_HF_REPO = "nvidia/personaplex-7b-v1"
+
+Group = Literal["server", "dataset", "session", "records"]
+GROUPS: tuple[str, ...] = get_args(Group)  # the order of the groups in the help
+Command = Literal["infer", "bench"]
+# What a field holds, as the TOML reader and the command line treat it
+Kind = Literal["path", "strings", "prompts", "choice", "bool", "int", "float", "str"]
+
+_T = TypeVar("_T")
+_METADATA_KEY = "option"
 
 
 class ConfigError(ValueError):
@@ -32,43 +57,258 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class Option:
+    """How a settings field is offered to the user (its ``dataclasses.field`` metadata)."""
+
+    help: str
+    group: Group
+    flags: tuple[str, ...] = ()  # the first is the main one; none: a TOML-only setting
+    metavar: str | None = None
+    # words for a default whose value says nothing by itself ("" or None: decided elsewhere)
+    shown_default: str | None = None
+    toml_aliases: tuple[str, ...] = ()  # other keys the TOML file accepts for this field
+    commands: tuple[Command, ...] | None = None  # None: every command whose settings hold it
+
+
+def option(
+    default: _T,
+    *,
+    help: str,
+    group: Group,
+    flags: tuple[str, ...] = (),
+    metavar: str | None = None,
+    shown_default: str | None = None,
+    toml_aliases: tuple[str, ...] = (),
+    commands: tuple[Command, ...] | None = None,
+) -> _T:
+    """A settings field: its one default, and how it is offered (see :class:`Option`).
+
+    A mutable default (a dict) is copied for each instance.
+    """
+    meta = {
+        _METADATA_KEY: Option(
+            help=help,
+            group=group,
+            flags=flags,
+            metavar=metavar,
+            shown_default=shown_default,
+            toml_aliases=toml_aliases,
+            commands=commands,
+        )
+    }
+    if isinstance(default, dict | list | set):
+        factory = functools.partial(copy.copy, default)
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One settings field, as the command line and the TOML reader see it."""
+
+    name: str
+    kind: Kind
+    default: Any
+    option: Option
+    choices: tuple[str, ...] = ()  # for a Literal-typed field
+
+    @property
+    def flag(self) -> str | None:
+        """The main command-line flag; None for a TOML-only setting."""
+        return self.option.flags[0] if self.option.flags else None
+
+    def offered_by(self, command: Command) -> bool:
+        """Whether ``command``'s parser has this setting as an option."""
+        commands = self.option.commands
+        return bool(self.option.flags) and (commands is None or command in commands)
+
+
+_SCALARS: dict[Any, Kind] = {bool: "bool", int: "int", float: "float", str: "str", Path: "path"}
+
+
+def _kind(hint: Any) -> tuple[Kind, tuple[str, ...]]:
+    """What a field's (resolved) type makes it: its kind and, for a Literal, its choices."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        return "choice", get_args(hint)
+    if origin in (Union, types.UnionType):  # X | None: None stands for "decided elsewhere"
+        (inner,) = [arg for arg in get_args(hint) if arg is not type(None)]
+        return _kind(inner)
+    if origin is tuple:
+        return "strings", ()
+    if origin is dict:
+        return "prompts", ()
+    if hint in _SCALARS:
+        return _SCALARS[hint], ()
+    raise TypeError(f"settings field type {hint!r} is not supported")
+
+
+def setting_fields(cls: type[InferSettings]) -> tuple[Setting, ...]:
+    """The fields of a settings class, in order, each with its default, kind and option."""
+    hints = get_type_hints(cls)
+    settings = []
+    for f in dataclasses.fields(cls):
+        opt = f.metadata.get(_METADATA_KEY)
+        if not isinstance(opt, Option):
+            raise TypeError(f"{cls.__name__}.{f.name} is not declared with option()")
+        default = f.default
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        kind, choices = _kind(hints[f.name])
+        settings.append(Setting(f.name, kind, default, opt, choices))
+    return tuple(settings)
+
+
+def _settings_by_name(cls: type[InferSettings]) -> dict[str, Setting]:
+    return {s.name: s for s in setting_fields(cls)}
+
+
+def flag_for(name: str, cls: type[InferSettings] | None = None) -> str:
+    """How a user sets ``name``: its main command-line flag, or its TOML key if it has none."""
+    setting = _settings_by_name(cls or BenchSettings)[name]
+    return setting.flag or name
+
+
+@dataclass(frozen=True)
 class InferSettings:
     """Everything `python -m pipeline infer` needs to know. Holds no secrets."""
 
-    server: str = "localhost:8998"
-    root: Path | None = None
-    tasks: tuple[str, ...] = ()  # empty: every known task folder present under root
-    prefix: str = ""
-    overwrite: bool = False
-    voice_prompt: str = DEFAULT_VOICE_PROMPT
-    text_prompt: str = DEFAULT_TEXT_PROMPT
-    text_prompts: dict[str, str] = field(default_factory=dict)  # per-task overrides
-    profile: Profile = "personaplex"
-    pace: Pace = "none"
+    server: str = option(
+        f"localhost:{DEFAULT_PORT}",
+        flags=("--server", "--server-ip", "--server_ip"),
+        toml_aliases=("server_ip",),
+        commands=("infer",),  # `bench` starts its own servers
+        group="server",
+        help="host:port, ws://host:port or wss://host:port",
+    )
+    root: Path | None = option(
+        None, flags=("--root",), group="dataset", help="dataset root holding the task folders"
+    )
+    tasks: tuple[str, ...] = option(
+        (),
+        flags=("--task",),
+        metavar="TASK",
+        toml_aliases=("task",),
+        shown_default="every known task present",
+        group="dataset",
+        help=f"task folder: {', '.join(KNOWN_TASKS)}",
+    )
+    prefix: Prefix = option(
+        "",
+        flags=("--prefix",),
+        group="dataset",
+        help="'' reads input.wav and writes output.wav; 'clean_' the clean_input.wav pair",
+    )
+    overwrite: bool = option(
+        False, flags=("--overwrite",), group="dataset", help="redo samples that are complete"
+    )
+    voice_prompt: str = option(
+        DEFAULT_VOICE_PROMPT,
+        flags=("--voice-prompt", "--voice"),
+        toml_aliases=("voice",),
+        group="session",
+        help="PersonaPlex voice prompt: one of the 18 built-in voices, or a .pt/.wav file",
+    )
+    text_prompt: str = option(
+        DEFAULT_TEXT_PROMPT,
+        flags=("--text-prompt",),
+        group="session",
+        help="PersonaPlex text (system) prompt",
+    )
+    text_prompts: dict[str, str] = option(
+        {},
+        flags=("--task-text-prompt",),
+        metavar="TASK=PROMPT",
+        group="session",
+        help="a task's own text prompt; adds to the file's [text_prompts]",
+    )
+    profile: Profile = option(
+        "personaplex",
+        flags=("--profile",),
+        group="session",
+        help="server flavour: personaplex (prompts, N frames out) or moshi (no prompts, N-1 out)",
+    )
+    pace: Pace = option(
+        "none",
+        flags=("--pace",),
+        group="session",
+        help=f"none: as fast as the server takes; realtime: {FRAME_MS} ms per frame, lag recorded",
+    )
     # Opus settings: "webclient" as the servers' own web client (cheap); "sphn" as the servers'
     # writer and the Full-Duplex-Bench reference clients (voip, ~10x the CPU)
-    encoder: Encoder = "webclient"
-    run_dir: Path | None = None  # default: runs/<run id>
-    insecure: bool = False
-    connect_timeout_s: float = 30.0  # TCP + HTTP upgrade
-    handshake_timeout_s: float = 600.0  # upgrade -> 0x00 (a loaded GPU server may queue us)
-    stall_timeout_s: float = 60.0  # no message at all for this long mid-sample
-    connect_retries: int = 5  # tries for a connection refused/closed before the handshake
-    sample_retries: int = 2  # extra sessions for a sample that failed mid-stream
-    retry_backoff_s: float = 1.0  # first wait before reconnecting; doubles each try (max 30 s)
+    encoder: Encoder = option(
+        "webclient",
+        flags=("--encoder",),
+        group="session",
+        help="Opus settings: webclient (audio, complexity 0, as the servers' web client)"
+        " or sphn (voip, as the reference clients; ~10x CPU)",
+    )
+    run_dir: Path | None = option(
+        None,
+        flags=("--run-dir",),
+        shown_default="runs/<run id>",
+        group="records",
+        help="where manifest.json, samples.jsonl and the server logs go",
+    )
+    insecure: bool = option(
+        False,
+        flags=("--insecure",),
+        group="session",
+        help="accept a self-signed certificate on wss://",
+    )
+    connect_timeout_s: float = option(
+        30.0,
+        flags=("--connect-timeout",),
+        metavar="S",
+        group="session",
+        help="TCP connect + WebSocket upgrade timeout",
+    )
+    handshake_timeout_s: float = option(
+        600.0,
+        flags=("--handshake-timeout",),
+        metavar="S",
+        group="session",
+        help="wait for the server's 0x00 handshake (a busy server queues us)",
+    )
+    stall_timeout_s: float = option(
+        60.0,
+        flags=("--stall-timeout",),
+        metavar="S",
+        group="session",
+        help="a sample fails after this long without any message",
+    )
+    connect_retries: int = option(
+        5,
+        flags=("--connect-retries",),
+        metavar="N",
+        group="session",
+        help="reconnects (exponential backoff) when refused or closed before the handshake",
+    )
+    sample_retries: int = option(
+        2,
+        flags=("--sample-retries",),
+        metavar="N",
+        group="session",
+        help="new sessions for a sample that failed mid-stream",
+    )
+    retry_backoff_s: float = option(
+        1.0,
+        flags=("--retry-backoff",),
+        metavar="S",
+        group="session",
+        help="first reconnect wait, doubling each try",
+    )
 
     def text_prompt_for(self, task: str) -> str:
         return self.text_prompts.get(task, self.text_prompt)
 
     def validate(self) -> InferSettings:
-        if self.profile not in PROFILES:
-            raise ConfigError(f"profile {self.profile!r} is unknown; use one of {PROFILES}")
-        if self.pace not in PACES:
-            raise ConfigError(f"pace {self.pace!r} is unknown; use one of {PACES}")
-        if self.encoder not in ENCODERS:
-            raise ConfigError(f"encoder {self.encoder!r} is unknown; use one of {ENCODERS}")
-        if self.prefix not in PREFIXES:
-            raise ConfigError(f"prefix {self.prefix!r} is unknown; use '' or 'clean_'")
+        for setting in setting_fields(type(self)):
+            value = getattr(self, setting.name)
+            if setting.kind == "choice" and value not in setting.choices:
+                raise ConfigError(
+                    f"{setting.name} {value!r} is unknown; use one of {setting.choices}"
+                )
         for name in (
             "connect_timeout_s",
             "handshake_timeout_s",
@@ -86,43 +326,117 @@ class InferSettings:
                     f"text prompt for unknown task {task!r}; known tasks: {', '.join(KNOWN_TASKS)}"
                 )
         if self.profile == "personaplex":
-            prompts = {"text_prompt": self.text_prompt} | {
-                f"text_prompts.{t}": p for t, p in self.text_prompts.items()
-            }
-            for key, value in prompts.items():
-                if not value.strip():
-                    raise ConfigError(
-                        f"{key} is empty: the PersonaPlex server crashes on an empty text prompt;"
-                        " give a non-empty --text-prompt"
-                    )
-            if not self.voice_prompt.strip():
-                raise ConfigError("voice_prompt is empty; give e.g. --voice-prompt NATF2.pt")
+            self._require_prompts()
         return self
 
-
-Runtime = Literal["docker", "apptainer", "local"]
-RUNTIMES: tuple[str, ...] = get_args(Runtime)
-DEFAULT_HF_REPO = "nvidia/personaplex-7b-v1"
+    def _require_prompts(self) -> None:
+        """PersonaPlex's prompt rule (:func:`require_prompt`), naming the setting that breaks it."""
+        prompts = [
+            ("text_prompt", self.text_prompt, flag_for("text_prompt")),
+            *(
+                (f"text_prompts.{task}", prompt, f"{flag_for('text_prompts')} {task}=PROMPT")
+                for task, prompt in self.text_prompts.items()
+            ),
+            ("voice_prompt", self.voice_prompt, flag_for("voice_prompt")),
+        ]
+        for key, value, fix in prompts:
+            try:
+                require_prompt(key, value)
+            except EmptyPromptError as exc:
+                raise ConfigError(f"{exc}; give a non-empty {fix}") from None
 
 
 @dataclass(frozen=True)
 class BenchSettings(InferSettings):
     """`python -m pipeline bench`: the client's settings plus the server's lifecycle."""
 
-    runtime: Runtime = "docker"
-    image: str = "fdb-server:latest"  # Docker image
-    sif: Path | None = None  # Apptainer image
-    port: int = 8998  # first server's host port (next GPUs: +1, +2, ...); 0 picks free ports
-    gpus: str = "0"  # "0,1,2,3": one server per GPU; "none": one CPU server; "cpu0,cpu1": two
-    startup_timeout_s: float = 1800.0  # first download of a 7B model and its load
-    stop_grace_s: float = 10.0
-    max_restarts: int = 2  # per server, when it dies mid-run
-    warmup: bool = True
-    hf_cache: Path = Path("~/.cache/huggingface")
-    hf_repo: str = ""  # "": the server's default (PersonaPlex: nvidia/personaplex-7b-v1)
-    server_command: str = ""  # replaces `python -m moshi.server` (e.g. a launcher script)
-    server_args: tuple[str, ...] = ()  # extra server flags, e.g. local weight paths
-    mounts: tuple[str, ...] = ()  # "HOST:CONTAINER" folders for the container runtimes
+    runtime: Runtime = option(
+        "docker",
+        flags=("--runtime",),
+        group="server",
+        help="docker, apptainer (HPC) or local (a child process)",
+    )
+    image: str = option(
+        "fdb-server:latest", flags=("--image",), group="server", help="Docker image"
+    )
+    sif: Path | None = option(
+        None, flags=("--sif",), group="server", help="Apptainer image (--runtime apptainer)"
+    )
+    port: int = option(
+        DEFAULT_PORT,
+        flags=("--port",),
+        group="server",
+        help="host port of the first server (next ones +1); 0 picks free ports",
+    )
+    gpus: str = option(
+        "0",
+        flags=("--gpus",),
+        group="server",
+        help="one server per entry: 0,1,2,3; none = one CPU server; cpu0,cpu1 = two",
+    )
+    startup_timeout_s: float = option(
+        1800.0,
+        flags=("--startup-timeout",),
+        metavar="S",
+        group="server",
+        help="wait this long for a server to load (a first 7B download and load takes long)",
+    )
+    stop_grace_s: float = option(
+        10.0,
+        flags=("--stop-grace",),
+        metavar="S",
+        group="server",
+        help="SIGTERM, then kill after this long",
+    )
+    max_restarts: int = option(
+        2,
+        flags=("--max-restarts",),
+        metavar="N",
+        group="server",
+        help="restarts of a server that dies mid-run, per server (its sample is retried)",
+    )
+    warmup: bool = option(
+        True,
+        flags=("--no-warmup",),
+        group="server",
+        help="one warm-up session per server before the samples; --no-warmup skips it",
+    )
+    hf_cache: Path = option(
+        Path("~/.cache/huggingface"),
+        flags=("--hf-cache",),
+        metavar="DIR",
+        group="server",
+        help="Hugging Face cache, mounted into the container as HF_HOME",
+    )
+    hf_repo: str = option(
+        "",
+        flags=("--hf-repo",),
+        shown_default="the server's own",
+        group="server",
+        help=f"model repository (PersonaPlex's own: {DEFAULT_HF_REPO})",
+    )
+    server_command: str = option(
+        "",
+        flags=("--server-command",),
+        metavar="CMD",
+        shown_default="python -m moshi.server",
+        group="server",
+        help="the server's command, e.g. a launcher script",
+    )
+    server_args: tuple[str, ...] = option(
+        (),
+        flags=("--server-arg",),
+        metavar="ARG",
+        group="server",
+        help="extra server flag, e.g. --server-arg=--half",
+    )
+    mounts: tuple[str, ...] = option(
+        (),
+        flags=("--mount",),
+        metavar="HOST:CONTAINER",
+        group="server",
+        help="extra folder for the container runtimes",
+    )
 
     def devices(self) -> list[str]:
         """One entry per server: GPU indices, or "cpu" names ("none": one CPU server)."""
@@ -137,8 +451,6 @@ class BenchSettings(InferSettings):
 
     def validate(self) -> BenchSettings:
         super().validate()
-        if self.runtime not in RUNTIMES:
-            raise ConfigError(f"runtime {self.runtime!r} is unknown; use one of {RUNTIMES}")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"port {self.port} is not a TCP port; use 1-65535, or 0 for free")
         for name in ("startup_timeout_s", "stop_grace_s"):
@@ -154,44 +466,29 @@ class BenchSettings(InferSettings):
             if not sep or not host or not inside.startswith("/"):
                 raise ConfigError(f"mount {mount!r}: use HOST_DIR:/ABSOLUTE/CONTAINER/DIR")
         if self.runtime == "apptainer" and self.sif is None:
-            raise ConfigError("--runtime apptainer needs --sif IMAGE.sif")
+            raise ConfigError(f"--runtime apptainer needs {flag_for('sif')} IMAGE.sif")
         return self
 
 
-_TOML_ALIASES = {"voice": "voice_prompt", "server_ip": "server", "task": "tasks"}
-_PATH_FIELDS = {"root", "run_dir", "sif", "hf_cache"}
-_TUPLE_FIELDS = {"tasks", "server_args", "mounts"}
-
-
-def _fields(cls: type[InferSettings]) -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def _coerce(
-    fields: dict[str, dataclasses.Field[Any]],
-    name: str,
-    value: Any,
-    base_dir: Path | None,
-    origin: str,
-) -> Any:
+def _coerce(setting: Setting, value: Any, base_dir: Path | None, origin: str) -> Any:
     """Check a raw value's type against the field and convert it (paths, tuples)."""
-    kind = fields[name].type
-    if name in _PATH_FIELDS:
+    name, kind = setting.name, setting.kind
+    if kind == "path":
         if not isinstance(value, str | Path):
             raise ConfigError(f"{origin}: {name} must be a path string")
         path = Path(value).expanduser()
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         return path
-    if name in _TUPLE_FIELDS:
+    if kind == "strings":
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{origin}: {name} must be a list of strings")
         return tuple(value)
-    if name == "text_prompts":
+    if kind == "prompts":
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ConfigError(f"{origin}: [text_prompts] must map task names to strings")
+            raise ConfigError(f"{origin}: [{name}] must map task names to strings")
         return dict(value)
     if kind == "bool":
         if not isinstance(value, bool):
@@ -218,25 +515,27 @@ def load_toml(path: Path, cls: type[InferSettings] = InferSettings) -> dict[str,
         raise ConfigError(f"config file {path} does not exist; check the --config path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    fields = _fields(cls)
+    fields = _settings_by_name(cls)
+    aliases = {alias: s.name for s in fields.values() for alias in s.option.toml_aliases}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        name = _TOML_ALIASES.get(key, key.replace("-", "_"))
+        name = aliases.get(key, key.replace("-", "_"))
         if name not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"config file {path}: unknown key {key!r}; known keys: {known}")
-        values[name] = _coerce(fields, name, value, path.parent.resolve(), f"config file {path}")
+        origin = f"config file {path}"
+        values[name] = _coerce(fields[name], value, path.parent.resolve(), origin)
     return values
 
 
 def _resolve(cls: type[InferSettings], cli_values: dict[str, Any], config_file: Path | None) -> Any:
-    fields = _fields(cls)
+    fields = _settings_by_name(cls)
     file_values = load_toml(config_file, cls) if config_file is not None else {}
     merged = dict(file_values)
     for name, value in cli_values.items():
         if name not in fields:
             raise ConfigError(f"unknown setting {name!r}")
-        merged[name] = _coerce(fields, name, value, None, "command line")
+        merged[name] = _coerce(fields[name], value, None, "command line")
     if "text_prompts" in cli_values:  # per-task prompts add to (and override) the file's table
         merged["text_prompts"] = {
             **file_values.get("text_prompts", {}),

@@ -29,10 +29,11 @@ from rich.table import Table
 from websockets.asyncio.server import ServerConnection, serve
 
 from pipeline.config import InferSettings
-from pipeline.stream.protocol import FRAME_SECONDS
 from pipeline.dataset.discovery import discover
 from pipeline.results.records import RunRecords
-from pipeline.runner import SampleRunner, ServerSlot
+from pipeline.run.sample import SampleRunner
+from pipeline.run.slots import ServerSlot
+from pipeline.stream.protocol import FRAME_SECONDS
 
 REFERENCE_FPS = 1 / FRAME_SECONDS  # sleep(0.08) per frame in both reference clients
 
@@ -62,6 +63,7 @@ async def run(root: Path, run_dir: Path, encoder: str) -> dict[str, float]:
     runner = SampleRunner(settings, records)
     proc = psutil.Process()
     rss: list[int] = []
+    rtfs: list[float] = []  # per sample: streaming time / audio duration (unpaced)
     frames = 0
     async with serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as server:
         port = server.sockets[0].getsockname()[1]
@@ -69,9 +71,10 @@ async def run(root: Path, run_dir: Path, encoder: str) -> dict[str, float]:
         t0 = time.perf_counter()
         for sample in discover(root):
             rec = await runner.run(sample, slot)
-            if rec["status"] != "ok":
-                raise SystemExit(f"bench sample failed: {rec['error']}")
-            frames += int(rec["frames_received"])
+            if rec.status != "ok" or rec.realtime_factor is None:
+                raise SystemExit(f"bench sample failed: {rec.error}")
+            frames += rec.frames_received
+            rtfs.append(rec.realtime_factor)
             rss.append(proc.memory_info().rss)
         wall = time.perf_counter() - t0
     records.finish("finished")
@@ -79,6 +82,7 @@ async def run(root: Path, run_dir: Path, encoder: str) -> dict[str, float]:
         "frames": frames,
         "wall_s": wall,
         "fps": frames / wall,
+        "rtf_median": float(np.median(rtfs)),
         "rss_first_mb": rss[0] / 2**20,
         "rss_last_mb": rss[-1] / 2**20,
         "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -112,6 +116,7 @@ def main() -> None:
         "wall s",
         "frames/s",
         "x reference 12.5/s",
+        "real-time factor (median)",
         "RSS first MB",
         "RSS last MB",
         "RSS peak MB",
@@ -126,13 +131,17 @@ def main() -> None:
             f"{r['wall_s']:.1f}",
             f"{r['fps']:.0f}",
             f"{r['fps'] / REFERENCE_FPS:.0f}x",
+            f"{r['rtf_median']:.4f}",
             f"{r['rss_first_mb']:.0f}",
             f"{r['rss_last_mb']:.0f}",
             f"{r['rss_peak_mb']:.0f}",
             "[green]met[/]" if ok else "[red]NOT met[/]",
         )
     console.print(table)
-    console.print(f"goal: >= {goal_fps} frames/s and peak RSS < {goal_mb} MB")
+    console.print(
+        f"goal: >= {goal_fps} frames/s and peak RSS < {goal_mb} MB; unpaced, each sample streams"
+        " far faster than real time (real-time factor << 1)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@ from pipeline.cli.options import build_parser, settings_values
 from pipeline.config import (
     DEFAULT_TEXT_PROMPT,
     DEFAULT_VOICE_PROMPT,
+    BenchSettings,
     ConfigError,
     InferSettings,
+    resolve_bench_settings,
     resolve_settings,
 )
+from pipeline.stream.protocol import DEFAULT_PORT, EmptyPromptError, require_prompt
 
 
 def parse(*argv: str) -> tuple[dict[str, object], Path | None]:
@@ -86,3 +89,60 @@ def test_missing_file_and_bad_values() -> None:
     assert resolve_settings(*parse("--text-prompt", "", "--profile", "moshi")).text_prompt == ""
     with pytest.raises(ConfigError, match="must be > 0"):
         resolve_settings(*parse("--stall-timeout", "0"))
+
+
+def test_the_port_is_the_protocol_constant() -> None:
+    assert InferSettings().server == f"localhost:{DEFAULT_PORT}"
+    assert BenchSettings().port == DEFAULT_PORT
+
+
+@pytest.mark.parametrize(
+    ("argv", "key"),
+    [
+        (("--text-prompt", " "), "text_prompt"),
+        (("--task-text-prompt", "user_interruption="), "text_prompts.user_interruption"),
+        (("--voice", ""), "voice_prompt"),
+    ],
+)
+def test_empty_prompts_break_the_protocol_rule_and_name_the_key(
+    argv: tuple[str, ...], key: str
+) -> None:
+    with pytest.raises(EmptyPromptError) as rule:
+        require_prompt(key, "")
+    with pytest.raises(ConfigError, match="empty") as exc:
+        resolve_settings(*parse(*argv))
+    assert str(exc.value).startswith(f"{key} is empty")
+    assert str(rule.value) in str(exc.value)  # the protocol's words, plus the flag to fix it
+    assert "give a non-empty --" in str(exc.value)
+
+
+def test_the_prompt_rule_is_the_protocols(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[tuple[str, str]] = []
+
+    def rule(name: str, value: str) -> None:
+        checked.append((name, value))
+        if value == "forbidden":
+            raise EmptyPromptError(f"{name} says no")
+
+    monkeypatch.setattr("pipeline.config.require_prompt", rule)
+    s = resolve_settings(*parse("--task-text-prompt", "user_backchannel=b"))
+    assert sorted(checked) == [
+        ("text_prompt", s.text_prompt),
+        ("text_prompts.user_backchannel", "b"),
+        ("voice_prompt", s.voice_prompt),
+    ]
+    with pytest.raises(ConfigError, match=r"text_prompts\.background_speech says no"):
+        resolve_settings(*parse("--task-text-prompt", "background_speech=forbidden"))
+
+
+def test_toml_aliases_and_bench_choices(tmp_path: Path) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('voice = "NATM0.pt"\nserver_ip = "h:1"\ntask = "user_interruption"\n')
+    s = resolve_settings({}, cfg)
+    assert (s.voice_prompt, s.server, s.tasks) == ("NATM0.pt", "h:1", ("user_interruption",))
+    cfg.write_text('runtime = "podman"\n')
+    with pytest.raises(ConfigError, match="runtime 'podman' is unknown"):
+        resolve_bench_settings({}, cfg)
+    cfg.write_text('prefix = "dirty_"\n')
+    with pytest.raises(ConfigError, match="prefix 'dirty_' is unknown"):
+        resolve_settings({}, cfg)

@@ -286,13 +286,15 @@ def test_realtime_pacing_records_lag(tmp_path: Path) -> None:
     assert 0.9 < rec["realtime_factor"] < 2.0
 
 
-def test_unpaced_is_faster_than_real_time(tmp_path: Path) -> None:
+def test_unpaced_records_no_lag(tmp_path: Path) -> None:
     root = tmp_path / "data"
     make_dataset(root, 1, seconds=4.0)
     with FakeServer(Behaviour()) as srv:
         assert run_infer(srv.address, root, tmp_path / "r") == 0
     (rec,) = lines(tmp_path / "r")
-    assert rec["lag"] is None and rec["realtime_factor"] < 0.5
+    # unpaced: no lag is measured; how much faster than real time is the benchmark's business
+    # (scripts/bench_client.py), not a unit test's
+    assert rec["lag"] is None and rec["realtime_factor"] > 0
 
 
 @pytest.mark.parametrize(
@@ -331,9 +333,11 @@ async def test_samples_of_a_dead_server_go_to_a_live_one(tmp_path: Path) -> None
     from collections import Counter as C
 
     from pipeline.config import InferSettings
-    from pipeline.dataset.discovery import discover
-    from pipeline.results.records import RunRecords
-    from pipeline.runner import BatchOutcome, SampleRunner, ServerGone, ServerSlot, run_batch
+    from pipeline.dataset.discovery import Sample, discover
+    from pipeline.results.records import RunRecords, SampleRecord
+    from pipeline.run.batch import run_batch
+    from pipeline.run.sample import SampleRunner
+    from pipeline.run.slots import ServerGone, ServerSlot
 
     root = tmp_path / "data"
     make_dataset(root, 3)
@@ -341,21 +345,27 @@ async def test_samples_of_a_dead_server_go_to_a_live_one(tmp_path: Path) -> None
     records.start({}, {})
     runner = SampleRunner(InferSettings(root=root), records)
     served: C[str] = C()
+    a_took_the_last = asyncio.Event()
+    queue_empty_when_b_died: list[bool] = []
+    taken: list[str] = []
 
-    async def fake_run(sample: Any, slot: ServerSlot) -> dict[str, Any]:
-        rec = runner.failed_record(sample, None, slot.name)
-        if slot.name == "B":
-            await asyncio.sleep(0.3)  # A drains the queue meanwhile
-            rec.update(error="B died", error_kind=ServerGone.kind)
-            return rec
-        await asyncio.sleep(0.05)
+    async def fake_run(sample: Sample, slot: ServerSlot) -> SampleRecord:
+        taken.append(slot.name)
+        if slot.name == "B" and not a_took_the_last.is_set():
+            await a_took_the_last.wait()  # A drains the queue meanwhile
+            queue_empty_when_b_died.append(len(taken) == 3)
+            raise ServerGone("B died")
+        if taken.count("A") == 2:
+            a_took_the_last.set()
+        await asyncio.sleep(0)
         served[slot.name] += 1
-        rec.update(status="ok", error=None)
+        rec = SampleRecord.of(sample, slot.name)
+        rec.status = "ok"
         return rec
 
     runner.run = fake_run  # type: ignore[method-assign]
-    outcome = BatchOutcome()
-    await run_batch(
-        discover(root), [ServerSlot("ws://a", "A"), ServerSlot("ws://b", "B")], runner, outcome
-    )
-    assert outcome.counts == {"ok": 3} and served["A"] == 3
+    got: list[SampleRecord] = []
+    slots = [ServerSlot("ws://a", "A"), ServerSlot("ws://b", "B")]
+    await run_batch(discover(root), slots, runner, got.append)
+    assert queue_empty_when_b_died == [True]  # the path under test: the queue was drained
+    assert C(r.status for r in got) == {"ok": 3} and served["A"] == 3

@@ -1,16 +1,23 @@
-"""Command line: ``python -m pipeline <command>``. Parses, runs the command, renders its progress."""
+"""Command line: ``python -m pipeline <command>``: parse, run the command, draw its progress."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 from pipeline.cli.options import build_parser, settings_values
-from pipeline.config import ConfigError, resolve_bench_settings, resolve_settings
+from pipeline.config import ConfigError, InferSettings, resolve_bench_settings, resolve_settings
 from pipeline.dataset.discovery import DatasetError
 from pipeline.stream.protocol import ServerAddressError
+
+if TYPE_CHECKING:
+    from pipeline.run.sources import ServerSource
 
 
 def setup_logging(verbose: bool) -> None:
@@ -34,6 +41,20 @@ def setup_logging(verbose: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def run_command(settings: InferSettings, source: ServerSource, t_command: float) -> int:
+    """`infer` and `bench`: the one run entry point, drawn on the terminal."""
+    from pipeline.cli.render import ConsoleObserver, print_summary
+    from pipeline.run.run import execute_run
+
+    console = Console(stderr=True)
+    with ConsoleObserver(console) as observer:
+        outcome = execute_run(settings, source, observer, t_command=t_command)
+    if outcome.records.manifest and not outcome.preflight_failed:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print_summary(console, outcome)
+    return outcome.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     t_command = time.monotonic()
     parser = build_parser()
@@ -42,13 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("pipeline")
     try:
         if ns.command == "infer":
-            from pipeline.infer import infer
+            from pipeline.run.sources import ExistingServer
 
-            return infer(resolve_settings(settings_values(ns), ns.config))
+            settings = resolve_settings(settings_values(ns), ns.config)
+            return run_command(settings, ExistingServer(settings), t_command)
         if ns.command == "bench":
-            from pipeline.bench import bench
+            from pipeline.run.sources import StartedServers
 
-            return bench(resolve_bench_settings(settings_values(ns), ns.config), t_command)
+            bench = resolve_bench_settings(settings_values(ns), ns.config)
+            return run_command(bench, StartedServers(bench), t_command)
         if ns.command == "cleanup":
             from pipeline.server.cleanup import cleanup
 

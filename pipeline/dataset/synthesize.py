@@ -17,8 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from pipeline.dataset.audio import Float32Array
 from pipeline.dataset.discovery import TASKS_V15
+from pipeline.stream.protocol import Float32Array
 
 SENTENCES = (
     "Could you tell me how to get to the train station from here?",

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from pipeline.digest import bytes_sha256
 from pipeline.dataset.discovery import Sample
+from pipeline.digest import bytes_sha256
 from pipeline.results.atomic import TMP_SUFFIX, atomic_write_bytes
 from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE, Float32Array
 from pipeline.stream.session import TextPiece

@@ -10,18 +10,76 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, get_args
 
+from pipeline.dataset.discovery import Sample
 from pipeline.results.atomic import atomic_write_bytes
+from pipeline.secrets import redact
+from pipeline.stream.session import SessionErrorKind
 
-SECRET_PATTERN = re.compile(r"hf_[A-Za-z0-9]{8,}")
+SampleStatus = Literal["ok", "failed", "skipped"]
+SAMPLE_STATUSES: tuple[SampleStatus, ...] = get_args(SampleStatus)
+# Why a sample failed: a session's own kinds, a bad input, outputs that could not be written, or
+# no server left to run it (every server died and could not be restarted)
+ErrorKind = SessionErrorKind | Literal["input", "write", "no_server"]
+RunStatus = Literal["started", "finished", "failed", "interrupted"]
+
+
+@dataclass
+class Attempt:
+    """One failed try of a sample that was retried."""
+
+    stage: Literal["connect", "session"]
+    attempt: int
+    error_kind: SessionErrorKind
+    error: str
+
+
+@dataclass
+class SampleRecord:
+    """One line of ``samples.jsonl``: what became of one sample. Failed until proven otherwise."""
+
+    task: str
+    id: str
+    input: str
+    status: SampleStatus = "failed"
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    duration_s: float | None = None
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_expected: int | None = None
+    wall_s: float | None = None
+    lag: dict[str, float] | None = None
+    session_index: int | None = None  # sessions its server had served us before this one
+    server: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    handshake_s: float | None = None
+    stream_s: float | None = None
+    realtime_factor: float | None = None
+
+    @classmethod
+    def of(cls, sample: Sample, server: str | None = None) -> SampleRecord:
+        return cls(
+            task=sample.task, id=sample.sample_id, input=str(sample.input_path), server=server
+        )
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.id}"
+
+    def fail(self, kind: ErrorKind, error: str) -> SampleRecord:
+        self.status, self.error_kind, self.error = "failed", kind, error
+        return self
+
+
 PACKAGES = ("fdb-pipeline", "websockets", "opuslib", "soundfile", "soxr", "numpy", "tenacity")
 
 
@@ -31,11 +89,6 @@ def new_run_id() -> str:
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def redact(text: str) -> str:
-    """Remove anything that looks like a Hugging Face token."""
-    return SECRET_PATTERN.sub("hf_***", text)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -106,7 +159,7 @@ def atomic_write_json(path: Path, doc: Any) -> None:
 
 
 class RunRecords:
-    """Owns manifest.json and samples.jsonl of one run."""
+    """Owns manifest.json and samples.jsonl of one run, and the tally of sample outcomes."""
 
     def __init__(self, run_dir: Path, run_id: str) -> None:
         self.run_dir = run_dir
@@ -114,8 +167,13 @@ class RunRecords:
         self.manifest_path = run_dir / "manifest.json"
         self.samples_path = run_dir / "samples.jsonl"
         self.manifest: dict[str, Any] = {}
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[SampleStatus] = Counter()
+        self.failures: list[SampleRecord] = []
         self._lines: TextIO | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.manifest.get("status") == "started"
 
     def start(self, settings: Any, extra: dict[str, Any]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -131,16 +189,19 @@ class RunRecords:
             "platform": platform.platform(),
             "packages": package_versions(),
             "git": git_state(),
-            "counts": {"ok": 0, "failed": 0, "skipped": 0},
+            "counts": self.count_table(),
             **extra,
         }
         atomic_write_json(self.manifest_path, self.manifest)
         self._lines = self.samples_path.open("a", encoding="utf-8")
 
-    def add_sample(self, record: dict[str, Any]) -> None:
-        self.counts[str(record["status"])] += 1
+    def add_sample(self, record: SampleRecord) -> None:
+        """The one writer of ``samples.jsonl``: the line is on disk when this returns."""
         if self._lines is None:
             raise RuntimeError("RunRecords.start() must come first")
+        self.counts[record.status] += 1
+        if record.status == "failed":
+            self.failures.append(record)
         self._lines.write(json.dumps(to_jsonable(record), ensure_ascii=False) + "\n")
         self._lines.flush()
         os.fsync(self._lines.fileno())
@@ -149,12 +210,15 @@ class RunRecords:
         self.manifest.update(fields)
         atomic_write_json(self.manifest_path, self.manifest)
 
-    def finish(self, status: str, **fields: Any) -> None:
+    def finish(self, status: RunStatus, **fields: Any) -> None:
         self.manifest.update(fields)
         self.manifest["status"] = status
         self.manifest["finished_at"] = now_iso()
-        self.manifest["counts"] = {k: self.counts.get(k, 0) for k in ("ok", "failed", "skipped")}
+        self.manifest["counts"] = self.count_table()
         atomic_write_json(self.manifest_path, self.manifest)
         if self._lines is not None:
             self._lines.close()
             self._lines = None
+
+    def count_table(self) -> dict[str, int]:
+        return {k: self.counts.get(k, 0) for k in SAMPLE_STATUSES}

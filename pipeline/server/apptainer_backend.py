@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.dataset.audio import file_sha256
+from pipeline.digest import file_sha256
 from pipeline.server.base import PreflightError, ServerSpec
 from pipeline.server.local import LocalProcessBackend
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pipeline.results.records import redact
+from pipeline.secrets import redact
 
 log = logging.getLogger("pipeline")
 
@@ -41,6 +41,14 @@ class ServerExited(ServerError):
 
 class ServerTimeout(ServerError):
     """The server did not become ready in time."""
+
+
+class TeardownError(ServerError):
+    """Stopping a server failed: something is left running. Names the command that removes it."""
+
+    def __init__(self, message: str, command: str) -> None:
+        self.command = command
+        super().__init__(f"{message}; remove it with `{command}`")
 
 
 class PreflightError(RuntimeError):

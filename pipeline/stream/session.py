@@ -218,60 +218,19 @@ async def run_session(
     t_start = time.perf_counter()
     ws = await _open(url, timeouts, insecure)
     st = _Stream(ws, frames, spec)
-    expected = st.expected
     sender: asyncio.Task[None] | None = None
     try:
-        try:
-            first = await asyncio.wait_for(ws.recv(), timeouts.handshake_s)
-        except TimeoutError:
-            raise HandshakeTimeout(
-                f"no handshake within {timeouts.handshake_s:.0f} s (the server is busy with"
-                " another session, or hung)"
-            ) from None
-        except ConnectionClosed as exc:
-            raise ConnectError(
-                f"server closed the connection before the handshake ({_close_text(exc)});"
-                " it may have crashed on the session's parameters - see its log"
-            ) from exc
-        if not isinstance(first, bytes) or first[:1] != bytes([Kind.HANDSHAKE]):
-            raise ProtocolViolation(f"expected the 0x00 handshake first, got {_describe(first)}")
+        await _await_handshake(ws, timeouts)
         st.t0 = loop.time()
         handshake_s = time.perf_counter() - t_start
         if on_handshake is not None:
             on_handshake()
         sender = asyncio.create_task(st.send(realtime, encoder))
-        decoder = OggOpusDecoder()
-        while st.received < expected:
-            try:
-                msg = await asyncio.wait_for(ws.recv(), timeouts.stall_s)
-            except TimeoutError:
-                raise StallError(
-                    f"no message from the server for {timeouts.stall_s:.0f} s after"
-                    f" {st.received}/{expected} output frames"
-                ) from None
-            except ConnectionClosed as exc:
-                raise ServerClosedError(
-                    f"server closed the session after {st.received}/{expected} output frames"
-                    f" ({_close_text(exc)})"
-                ) from exc
-            now = loop.time()
-            if sender.done() and sender.exception() is not None:
-                raise ServerClosedError(f"sending failed: {sender.exception()}")
-            if not isinstance(msg, bytes) or not msg:
-                raise ProtocolViolation(f"unexpected message {_describe(msg)}")
-            kind, payload = msg[0], msg[1:]
-            if kind == Kind.AUDIO:
-                try:
-                    st.on_audio(payload, decoder, now)
-                except OggFormatError as exc:
-                    raise ProtocolViolation(f"server sent invalid Ogg-Opus audio: {exc}") from exc
-            elif kind == Kind.TEXT:
-                st.on_text(payload, now)
-            # other kinds (control, metadata, ping) are not sent by either server: ignore
-        if expected == 0:
+        await _receive(ws, st, sender, timeouts.stall_s, loop)
+        if st.expected == 0:
             await sender
         stream_s = loop.time() - st.t0
-        if spec.text_after_audio and expected > 0:
+        if spec.text_after_audio and st.expected > 0:
             await _drain_text(ws, st, loop)
     except SessionError as exc:
         exc.frames_sent, exc.frames_received = len(st.sent_at), st.received
@@ -290,6 +249,63 @@ async def run_session(
         stream_s=stream_s,
         lags_s=st.lags if realtime else [],
     )
+
+
+async def _await_handshake(ws: ClientConnection, timeouts: Timeouts) -> None:
+    """Wait for the server's ``0x00``: nothing may be sent before it."""
+    try:
+        first = await asyncio.wait_for(ws.recv(), timeouts.handshake_s)
+    except TimeoutError:
+        raise HandshakeTimeout(
+            f"no handshake within {timeouts.handshake_s:.0f} s (the server is busy with"
+            " another session, or hung)"
+        ) from None
+    except ConnectionClosed as exc:
+        raise ConnectError(
+            f"server closed the connection before the handshake ({_close_text(exc)});"
+            " it may have crashed on the session's parameters - see its log"
+        ) from exc
+    if not isinstance(first, bytes) or first[:1] != bytes([Kind.HANDSHAKE]):
+        raise ProtocolViolation(f"expected the 0x00 handshake first, got {_describe(first)}")
+
+
+async def _receive(
+    ws: ClientConnection,
+    st: _Stream,
+    sender: asyncio.Task[None],
+    stall_s: float,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Take the server's messages until every expected output frame has arrived."""
+    decoder = OggOpusDecoder()
+    expected = st.expected
+    while st.received < expected:
+        try:
+            msg = await asyncio.wait_for(ws.recv(), stall_s)
+        except TimeoutError:
+            raise StallError(
+                f"no message from the server for {stall_s:.0f} s after"
+                f" {st.received}/{expected} output frames"
+            ) from None
+        except ConnectionClosed as exc:
+            raise ServerClosedError(
+                f"server closed the session after {st.received}/{expected} output frames"
+                f" ({_close_text(exc)})"
+            ) from exc
+        now = loop.time()
+        if sender.done() and sender.exception() is not None:
+            raise ServerClosedError(f"sending failed: {sender.exception()}")
+        if not isinstance(msg, bytes) or not msg:
+            raise ProtocolViolation(f"unexpected message {_describe(msg)}")
+        kind, payload = msg[0], msg[1:]
+        if kind == Kind.AUDIO:
+            try:
+                st.on_audio(payload, decoder, now)
+            except OggFormatError as exc:
+                raise ProtocolViolation(f"server sent invalid Ogg-Opus audio: {exc}") from exc
+        elif kind == Kind.TEXT:
+            st.on_text(payload, now)
+        # other kinds (control, metadata, ping) are not sent by either server: ignore
 
 
 TEXT_DRAIN_S = 0.2

@@ -2,8 +2,9 @@ import json
 from pathlib import Path
 
 from pipeline.config import InferSettings
-from pipeline.infer import settings_record
-from pipeline.results.records import RunRecords, git_state, package_versions, redact
+from pipeline.results.records import RunRecords, SampleRecord, git_state, package_versions
+from pipeline.run.run import settings_record
+from pipeline.secrets import redact
 
 
 def test_manifest_lifecycle_and_lines(tmp_path: Path) -> None:
@@ -14,11 +15,13 @@ def test_manifest_lifecycle_and_lines(tmp_path: Path) -> None:
     assert doc["settings"]["root"] == str(tmp_path) and doc["profile"] == "moshi"
     assert doc["packages"]["websockets"] and doc["packages"]["libopus"]
     assert set(doc["git"]) == {"commit", "dirty"}
-    rec.add_sample({"status": "ok", "task": "t", "id": "1"})
-    rec.add_sample({"status": "failed", "task": "t", "id": "2", "error": "boom"})
+    rec.add_sample(SampleRecord("t", "1", "t/1/input.wav", status="ok"))
+    rec.add_sample(SampleRecord("t", "2", "t/2/input.wav").fail("input", "boom"))
     # lines are on disk before the run finishes (a crash keeps them)
     lines = [json.loads(x) for x in rec.samples_path.read_text().splitlines()]
     assert [x["status"] for x in lines] == ["ok", "failed"]
+    assert lines[1]["error_kind"] == "input" and lines[1]["error"] == "boom"
+    assert rec.failures[0].key == "t/2"
     rec.finish("failed")
     doc = json.loads(rec.manifest_path.read_text())
     assert doc["status"] == "failed" and doc["finished_at"]
@@ -30,7 +33,7 @@ def test_secrets_never_recorded(tmp_path: Path) -> None:
     assert token not in redact(f"HF_TOKEN={token} x")
     rec = RunRecords(tmp_path, "rid")
     rec.start({"note": f"token {token}"}, {"cmd": [token]})
-    rec.add_sample({"status": "failed", "error": f"bad {token}"})
+    rec.add_sample(SampleRecord("t", "1", "x").fail("connect", f"bad {token}"))
     rec.finish("failed")
     for path in tmp_path.iterdir():
         assert token not in path.read_text()
