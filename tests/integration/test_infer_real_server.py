@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from tests.integration.runs import finish, lines, start
 from tests.real_server import RunningServer
 

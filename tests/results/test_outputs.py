@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
 from pipeline.dataset.discovery import Sample
 from pipeline.results import atomic
-from pipeline.stream.session import TextPiece
 from pipeline.results.outputs import (
     align_output,
     is_complete,
     remove_leftovers,
     write_outputs,
 )
+from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
+from pipeline.stream.session import TextPiece
 
 
 @pytest.fixture
