@@ -6,13 +6,12 @@ from pipeline.cli.options import build_parser, settings_values
 from pipeline.config import (
     DEFAULT_TEXT_PROMPT,
     DEFAULT_VOICE_PROMPT,
-    BenchSettings,
     ConfigError,
     InferSettings,
     resolve_bench_settings,
     resolve_settings,
 )
-from pipeline.stream.protocol import DEFAULT_PORT, EmptyPromptError, require_prompt
+from pipeline.stream.protocol import EmptyPromptError, require_prompt
 
 
 def parse(*argv: str) -> tuple[dict[str, object], Path | None]:
@@ -89,11 +88,6 @@ def test_missing_file_and_bad_values() -> None:
     assert resolve_settings(*parse("--text-prompt", "", "--profile", "moshi")).text_prompt == ""
     with pytest.raises(ConfigError, match="must be > 0"):
         resolve_settings(*parse("--stall-timeout", "0"))
-
-
-def test_the_port_is_the_protocol_constant() -> None:
-    assert InferSettings().server == f"localhost:{DEFAULT_PORT}"
-    assert BenchSettings().port == DEFAULT_PORT
 
 
 @pytest.mark.parametrize(

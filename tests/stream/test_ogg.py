@@ -247,8 +247,10 @@ def test_page_reader_gives_pages() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_error_is_value_error() -> None:
-    assert issubclass(OggFormatError, ValueError)
+def test_a_reader_error_is_caught_as_a_value_error() -> None:
+    # callers that know nothing of Ogg catch ValueError, as they would from sphn's reader
+    with pytest.raises(ValueError, match="capture pattern"):
+        OggPageReader().feed(memoryview(b"not an ogg stream at all, but long enough"))
 
 
 @pytest.mark.parametrize("garbage", [b"hello world, this is not an ogg stream", b"\x00" * 64, b"O"])
