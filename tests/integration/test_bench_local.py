@@ -142,7 +142,13 @@ def test_sigint_mid_run_tears_down_and_keeps_completed_samples(
         assert (folder / "output.wav").exists() and (folder / "output_text.json").exists()
 
 
-def test_sigterm_during_startup_leaves_nothing(tmp_path: Path, dataset: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code"),
+    [(signal.SIGTERM, 143), (signal.SIGHUP, 129)],  # scancel; a dropped SSH session
+)
+def test_a_stopping_signal_during_startup_leaves_nothing(
+    tmp_path: Path, dataset: Path, sig: signal.Signals, code: int
+) -> None:
     slow = f"{sys.executable} -c 'import time; time.sleep(60)'"
     proc = bench(
         tmp_path,
@@ -162,9 +168,10 @@ def test_sigterm_during_startup_leaves_nothing(tmp_path: Path, dataset: Path) ->
     wait_for((tmp_path / "r" / "manifest.json").exists, 30)
     run_id = manifest(tmp_path / "r")["run_id"]
     wait_for(lambda: find_processes(run_id) != [], 30)
-    proc.send_signal(signal.SIGTERM)
-    code, out = finish(proc, timeout=60)
-    assert code == 143, out
+    proc.send_signal(sig)
+    rc, out = finish(proc, timeout=60)
+    assert rc == code, out
+    assert f"interrupted by {sig.name}" in out
     assert find_processes(run_id) == []
     assert manifest(tmp_path / "r")["status"] == "interrupted"
 
