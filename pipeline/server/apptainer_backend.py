@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.digest import file_sha256
-from pipeline.server.base import PreflightError, ServerSpec
-from pipeline.server.local import LocalProcessBackend
+from pipeline.server.base import PreflightError, ServerBackend, ServerSpec
+from pipeline.server.local import LocalProcessBackend, LocalRuntime
+from pipeline.server.preflight import GpuFacts, VoiceChoice, require_nvidia_smi
+from pipeline.server.runtime import ServerView, container_view
 
 RUNTIME_NAMES = ("apptainer", "singularity")
 
@@ -99,3 +101,26 @@ class ApptainerBackend(LocalProcessBackend):
         doc["image_sha256"] = self._image_sha256
         doc.update(image_facts(self.runtime_path, self.image))
         return doc
+
+
+class ApptainerRuntime(LocalRuntime):
+    """The server image run by `apptainer exec` as a child process (its leftovers are processes,
+    found and removed as the local runtime's are). Apptainer shares the host's network, so the
+    server binds loopback."""
+
+    name = "apptainer"
+    runtime_path: str | None = None
+
+    def preflight(self, first_gpu: str | None) -> GpuFacts | None:
+        self.runtime_path = find_runtime()
+        sif = self.settings.sif
+        if sif is None or not sif.is_file():
+            raise PreflightError(f"Apptainer image {sif} not found; build it: make sif")
+        return require_nvidia_smi(self.name) if first_gpu is not None else None
+
+    def view(self, hf_cache: Path, voice: VoiceChoice) -> ServerView:
+        return container_view(self.settings, hf_cache, voice, "127.0.0.1")
+
+    def backend(self, spec: ServerSpec, log_dir: Path) -> ServerBackend:
+        assert self.settings.sif is not None  # checked by preflight
+        return ApptainerBackend(spec, log_dir, self.settings.sif, self.runtime_path)

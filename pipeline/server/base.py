@@ -13,11 +13,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pipeline.secrets import redact
+from pipeline.secrets import public_env, redact
+from pipeline.stream.protocol import CHAT_PATH
 
 log = logging.getLogger("pipeline")
 
-SERVER_PORT = 8998  # inside a container
+RUN_ID_ENV = "FDB_PIPELINE_RUN_ID"  # in every server's environment: `cleanup` finds them by it
 LABEL_RUN = "fdb-pipeline.run-id"
 LABEL_TOOL = "fdb-pipeline"
 NAME_PREFIX = "fdb-pipeline"
@@ -77,11 +78,7 @@ class ServerSpec:
 
     def public_env(self) -> dict[str, str]:
         """The environment as it may be shown: secrets masked."""
-        return {k: ("***" if _is_secret(k) else redact(v)) for k, v in self.env.items()}
-
-
-def _is_secret(key: str) -> bool:
-    return any(word in key.upper() for word in ("TOKEN", "SECRET", "PASSWORD", "KEY"))
+        return public_env(self.env)
 
 
 class ServerBackend(abc.ABC):
@@ -105,7 +102,7 @@ class ServerBackend(abc.ABC):
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}/api/chat"
+        return f"ws://{self.host}:{self.port}{CHAT_PATH}"
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -125,7 +122,8 @@ class ServerBackend(abc.ABC):
     @abc.abstractmethod
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop gracefully, kill after ``grace_s``, save the log, remove what was created.
-        Must be safe to call twice and on a server that already died."""
+        Must be safe to call twice and on a server that already died. Raises TeardownError
+        when something is left behind."""
 
     def describe(self) -> dict[str, Any]:
         """Provenance for the manifest (no secrets)."""

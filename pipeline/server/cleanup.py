@@ -1,56 +1,32 @@
-"""`cleanup`: remove what a crashed run left behind - containers (by label) and local server
-processes (by the run id in their environment) - and say what was removed."""
+"""`cleanup`: remove what a crashed run left behind - each runtime removes its own leftovers
+(containers by label, server processes by the run id in their environment) - and say what was
+removed."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
-from pathlib import Path
 
 from pipeline.server.base import PreflightError
-from pipeline.server.launch import RUN_ID_ENV
+from pipeline.server.local import find_processes
+from pipeline.server.runtimes import RUNTIMES
+
+__all__ = ["cleanup", "find_processes"]
 
 log = logging.getLogger("pipeline")
 
 
-def find_processes(run_id: str | None = None) -> list[tuple[int, str]]:
-    """(pid, run id) of live processes started by this tool (Linux /proc)."""
-    found = []
-    key = f"{RUN_ID_ENV}=".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for var in env:
-            if var.startswith(key):
-                rid = var[len(key) :].decode(errors="replace")
-                if run_id is None or rid == run_id:
-                    found.append((int(entry.name), rid))
-    return found
-
-
-def kill_processes(run_id: str | None = None) -> list[str]:
-    removed = []
-    for pid, rid in find_processes(run_id):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-            removed.append(f"process {pid} (run {rid})")
-    return removed
-
-
 def cleanup(run_id: str | None = None) -> int:
-    removed = kill_processes(run_id)
-    try:
-        from pipeline.server.docker_backend import remove_leftovers
-
-        removed += [f"container {name}" for name in remove_leftovers(run_id)]
-    except PreflightError as exc:
-        log.info("Docker not reachable, no containers checked (%s)", exc)
+    removed: list[str] = []
+    visited: set[type] = set()
+    for runtime in RUNTIMES.values():
+        owner = next(c for c in runtime.__mro__ if "remove_leftovers" in vars(c))
+        if owner in visited:  # Apptainer's leftovers are processes, found as local's are
+            continue
+        visited.add(owner)
+        try:
+            removed += runtime.remove_leftovers(run_id)
+        except PreflightError as exc:
+            log.info("%s: not reachable, nothing checked (%s)", runtime.name, exc)
     if removed:
         for what in removed:
             log.info("removed %s", what)

@@ -1,22 +1,35 @@
 """The server as a plain child process (inside the Apptainer image, or for CPU runs).
 
 It runs in its own process group, so stopping it takes every worker it spawned too; its output
-goes straight to the run's log file.
+goes straight to the run's log file. Its environment carries the run id, so `cleanup` finds the
+processes of a run that crashed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.server.base import PreflightError, ServerBackend, ServerError, ServerSpec, log
+from pipeline.server.base import (
+    RUN_ID_ENV,
+    PreflightError,
+    ServerBackend,
+    ServerError,
+    ServerSpec,
+    TeardownError,
+    log,
+)
+from pipeline.server.preflight import GpuFacts, VoiceChoice, require_nvidia_smi
+from pipeline.server.runtime import Runtime, ServerView
 
 
 def visible_device(gpu: str, parent_env: Mapping[str, str]) -> str:
@@ -113,7 +126,12 @@ class LocalProcessBackend(ServerBackend):
                 self._signal_group(signal.SIGKILL)  # the leader if it lingers, stray children
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
-                self._wait_group_gone(proc.pid, 5.0)
+                if not self._wait_group_gone(proc.pid, 5.0):
+                    raise TeardownError(
+                        f"{self.spec.name}: process group {proc.pid} is still running after"
+                        " SIGKILL",
+                        f"kill -9 -{proc.pid}",
+                    )
         finally:
             self.proc = None
             if self._log_fh is not None:
@@ -121,17 +139,87 @@ class LocalProcessBackend(ServerBackend):
                 self._log_fh = None
 
     @staticmethod
-    def _wait_group_gone(pgid: int, timeout_s: float) -> None:
-        """Killed processes take a moment to go; a restart must not race them for the port."""
+    def _wait_group_gone(pgid: int, timeout_s: float) -> bool:
+        """Killed processes take a moment to go; a restart must not race them for the port.
+        False if the group is still there after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except (ProcessLookupError, PermissionError):
-                return
+        while _live_members(pgid):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.02)
+        return True
 
     def describe(self) -> dict[str, Any]:
         doc = super().describe()
         doc["pid"] = self.last_pid
         return doc
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (a zombie holds no port, no GPU; where
+    PID 1 does not reap, zombies linger and must not count as left behind)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (comm) "
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
+
+
+def find_processes(run_id: str | None = None) -> list[tuple[int, str]]:
+    """(pid, run id) of live processes started by this tool (Linux /proc)."""
+    found = []
+    key = f"{RUN_ID_ENV}=".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for var in env:
+            if var.startswith(key):
+                rid = var[len(key) :].decode(errors="replace")
+                if run_id is None or rid == run_id:
+                    found.append((int(entry.name), rid))
+    return found
+
+
+class LocalRuntime(Runtime):
+    """The server as a child process of this tool, with this machine's paths."""
+
+    name = "local"
+
+    def preflight(self, first_gpu: str | None) -> GpuFacts | None:
+        facts = require_nvidia_smi(self.name) if first_gpu is not None else None
+        if not self.settings.server_command and importlib.util.find_spec("moshi") is None:
+            raise PreflightError(
+                f"the moshi server package is not installed in {sys.executable}: install it"
+                " (PersonaPlex: pip install 'moshi @ git+https://github.com/NVIDIA/personaplex"
+                "#subdirectory=moshi'), run inside the project's image, or pass"
+                " --server-command"
+            )
+        return facts
+
+    def view(self, hf_cache: Path, voice: VoiceChoice) -> ServerView:
+        voice_dir = str(voice.folder) if voice.folder else None
+        # the server shares the host's network: loopback only
+        return ServerView(sys.executable, str(hf_cache), "127.0.0.1", voice_dir=voice_dir)
+
+    def backend(self, spec: ServerSpec, log_dir: Path) -> ServerBackend:
+        return LocalProcessBackend(spec, log_dir)
+
+    @classmethod
+    def remove_leftovers(cls, run_id: str | None) -> list[str]:
+        removed = []
+        for pid, rid in find_processes(run_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
+                removed.append(f"process {pid} (run {rid})")
+        return removed

@@ -17,7 +17,6 @@ BUILTIN_VOICES = tuple(
     for i in range(count)
 )
 VOICE_SUFFIXES = (".pt", ".wav")
-VOICE_MOUNT = "/voices"
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

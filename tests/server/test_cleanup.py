@@ -4,8 +4,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.server.base import RUN_ID_ENV
 from pipeline.server.cleanup import find_processes
-from pipeline.server.launch import RUN_ID_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 

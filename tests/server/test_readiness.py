@@ -33,7 +33,7 @@ def test_ready_when_the_route_answers_400(tmp_path: Path) -> None:
     b = backend(tmp_path, HTTP_400_SERVER, "0.5")
     with b:
         waited = wait_ready(b, timeout_s=20)
-        assert 0.4 < waited < 10
+        assert waited > 0.4  # it waited for the server's own 0.5 s start-up
         assert probe(b.host, b.port)
         assert "listening" in b.logs()
     assert b.exit_code() == -1 and port_free(b.port)  # stopped, port released
@@ -42,10 +42,8 @@ def test_ready_when_the_route_answers_400(tmp_path: Path) -> None:
 def test_exit_during_startup_fails_at_once_with_code_and_log(tmp_path: Path) -> None:
     b = backend(tmp_path, "import sys; print('weights missing: boom', flush=True); sys.exit(3)")
     with b:
-        t0 = time.monotonic()
         with pytest.raises(ServerExited, match="exited with code 3") as err:
-            wait_ready(b, timeout_s=60)
-        assert time.monotonic() - t0 < 5  # not after the timeout
+            wait_ready(b, timeout_s=60)  # the exit is seen, not the 60 s timeout (a ServerTimeout)
         assert "weights missing: boom" in str(err.value)
 
 
@@ -58,7 +56,10 @@ def test_never_opening_the_port_times_out_with_log(tmp_path: Path) -> None:
     assert b.proc is None
 
 
-def test_stop_kills_the_whole_group_after_the_grace(tmp_path: Path) -> None:
+def test_stop_kills_the_whole_group_after_the_grace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("WARNING", logger="pipeline")
     code = (
         "import signal, subprocess, sys, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -74,7 +75,8 @@ def test_stop_kills_the_whole_group_after_the_grace(tmp_path: Path) -> None:
     child = int(b.logs().strip().splitlines()[-1])
     t0 = time.monotonic()
     b.stop(grace_s=1.0)  # ignores SIGTERM: killed after the grace
-    assert 0.9 < time.monotonic() - t0 < 8
+    assert time.monotonic() - t0 > 0.9  # the grace was given
+    assert "still running 1 s after SIGTERM; killing" in caplog.text  # then the kill path ran
     assert (
         not Path(f"/proc/{child}").exists()
         or "zombie" in Path(f"/proc/{child}/status").read_text().lower()
