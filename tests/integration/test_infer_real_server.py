@@ -16,7 +16,7 @@ import soundfile as sf
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
-from tests.integration.runs import finish, lines, start
+from tests.integration.runs import finish, lines, start, wait_in_session
 from tests.real_server import RunningServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -110,29 +110,28 @@ def test_both_pacings_resume_and_overwrite(
 def test_killed_midway_resumes_without_redoing_or_partials(
     moshi_server: RunningServer, dataset: Path, tmp_path: Path
 ) -> None:
-    n = len(discover(dataset))
-    proc = infer(moshi_server, dataset, tmp_path / "killed", "--overwrite", "--pace", "realtime")
-    deadline = time.monotonic() + 120
-    while len(lines(tmp_path / "killed")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.7)  # well inside the next sample
+    samples = discover(dataset)
+    n = len(samples)
+    for sample in samples:  # a fresh start: no sample has outputs
+        sample.output_path.unlink(missing_ok=True)
+        sample.text_path.unlink(missing_ok=True)
+    proc = infer(moshi_server, dataset, tmp_path / "killed", "--pace", "realtime")
+    in_flight = wait_in_session(proc, tmp_path / "killed", finished=2)  # inside sample 3
     proc.send_signal(signal.SIGKILL)  # the worst case: no handler runs at all
     proc.wait(timeout=30)
     done = {f"{r['task']}/{r['id']}" for r in lines(tmp_path / "killed") if r["status"] == "ok"}
-    assert 2 <= len(done) < n
-    for sample in discover(dataset):
-        if sample.key in done:
-            continue
-        # the interrupted sample: nothing that looks finished (its old outputs were un-committed
-        # first, so the marker is gone; a hidden temporary may remain, never the final names)
-        assert not sample.text_path.exists() or sample.key not in done
+    assert len(done) == in_flight >= 2
+    # the sample in flight (one server: samples run in order) left nothing under the final
+    # names: neither the wav nor the marker (a hidden temporary at most)
+    killed = samples[in_flight]
+    assert not killed.output_path.exists() and not killed.text_path.exists()
 
     code, out = finish(infer(moshi_server, dataset, tmp_path / "resumed"))
     assert code == 0, out
-    recs = lines(tmp_path / "resumed")
-    by_key = {f"{r['task']}/{r['id']}": r["status"] for r in recs}
-    assert {k for k, v in by_key.items() if v == "skipped"} >= done
-    assert all(v in ("ok", "skipped") for v in by_key.values()) and len(by_key) == n
+    by_key = {f"{r['task']}/{r['id']}": r["status"] for r in lines(tmp_path / "resumed")}
+    assert len(by_key) == n
+    assert {k for k, v in by_key.items() if v == "skipped"} == done  # nothing redone
+    assert {v for k, v in by_key.items() if k not in done} == {"ok"}  # the rest, killed included
     assert not list(dataset.rglob("*.partial"))  # leftovers of the kill were removed
     check_outputs(dataset)
 

@@ -1,0 +1,144 @@
+"""`bench` faults that every runtime must survive, with the REAL tiny moshi server: a server
+killed mid-sample is restarted and the sample retried; SIGINT mid-run tears everything down and
+keeps what finished. One test per fault, parametrized over the runtimes (local process, Docker;
+Apptainer joins later). Each waits for an observed state - the client inside a sample's session
+- before it strikes, and asserts that the path under test is the one that ran."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.dataset.synthesize import SynthSpec, synthesize
+from pipeline.server.base import LABEL_RUN
+from pipeline.server.cleanup import find_processes
+from tests.integration.runs import finish, lines, manifest, start, wait_in_session
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class RuntimeUnderTest:
+    name: str
+    args: Callable[[Path], list[str]]  # bench options for a run dir
+    kill_server: Callable[[str], None]  # of a run id
+    left_behind: Callable[[str], list[Any]]  # processes / containers of a run id
+
+
+def _local(model: Path, hf: Path) -> RuntimeUnderTest:
+    from tests.real_server import tiny_bench_args
+
+    def kill(run_id: str) -> None:
+        (pid, _), *_ = find_processes(run_id)
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+    args = ["--hf-cache", str(hf), "--port", "0", "--gpus", "none", *tiny_bench_args(model)]
+    return RuntimeUnderTest(
+        "local", lambda run: ["--run-dir", str(run), *args], kill, find_processes
+    )
+
+
+def _docker(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
+    from tests.docker_support import docker_tiny_args, ensure_cpu_image
+
+    image = ensure_cpu_image()
+
+    def containers(run_id: str) -> list[Any]:
+        return list(client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}))
+
+    def kill(run_id: str) -> None:
+        (container,) = containers(run_id)
+        container.kill()
+
+    return RuntimeUnderTest(
+        "docker", lambda run: docker_tiny_args(image, model, run, hf), kill, containers
+    )
+
+
+@pytest.fixture(params=["local", "docker"])
+def runtime(
+    request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path: Path
+) -> Iterator[RuntimeUnderTest]:
+    model, hf = tiny_model_dir.resolve(), tmp_path / "hf"
+    if request.param == "local":
+        yield _local(model, hf)
+        return
+    import docker
+
+    from tests.docker_support import ensure_engine
+
+    ensure_engine()
+    client = docker.from_env()
+    try:
+        yield _docker(model, hf, client)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fdb") / "v1.5"
+    synthesize(
+        root,
+        SynthSpec(
+            tasks=("user_interruption", "background_speech"), per_task=2, seconds_trailing=0.5
+        ),
+    )
+    return root
+
+
+def bench(runtime: RuntimeUnderTest, run: Path, dataset: Path) -> subprocess.Popen[str]:
+    return start(
+        "bench",
+        *runtime.args(run),
+        "--root", str(dataset), "--overwrite", "--pace", "realtime",
+        "--startup-timeout", "120", "--retry-backoff", "0.2",
+    )  # fmt: skip
+
+
+def test_server_killed_mid_sample_is_restarted_and_the_sample_retried(
+    runtime: RuntimeUnderTest, dataset: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "r"
+    proc = bench(runtime, run, dataset)
+    in_flight = wait_in_session(proc, run, finished=1)  # inside the second sample's session
+    run_id = manifest(run)["run_id"]
+    runtime.kill_server(run_id)
+    code, out = finish(proc)
+    assert code == 0, out
+    recs = lines(run)
+    assert [r["status"] for r in recs] == ["ok"] * 4
+    # the path under test: exactly the sample in flight was retried, after its session broke
+    retried = [i for i, r in enumerate(recs) if r["attempts"]]
+    assert retried == [in_flight], out
+    assert recs[in_flight]["attempts"][0]["error_kind"] in ("server_closed", "connect")
+    assert manifest(run)["servers"][0]["restarts"] == 1
+    assert "restarting it" in out
+    assert runtime.left_behind(run_id) == []
+
+
+def test_sigint_mid_run_tears_down_and_keeps_completed_samples(
+    runtime: RuntimeUnderTest, dataset: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "r"
+    proc = bench(runtime, run, dataset)
+    done = wait_in_session(proc, run, finished=1)
+    run_id = manifest(run)["run_id"]
+    assert runtime.left_behind(run_id)  # the server is up
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=60)
+    assert code == 130, out
+    m = manifest(run)
+    assert m["status"] == "interrupted" and m["counts"]["ok"] == done >= 1
+    assert m["timings"]["stopping_s"] < 10
+    assert runtime.left_behind(run_id) == []
+    for r in lines(run):
+        folder = Path(r["input"]).parent
+        assert (folder / "output.wav").exists() and (folder / "output_text.json").exists()
