@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pipeline.dataset.discovery import KNOWN_TASKS
-from pipeline.stream.protocol import DEFAULT_PORT, FRAME_MS, EmptyPromptError, require_prompt
+from pipeline.stream.protocol import DEFAULT_PORT, FRAME_MS, PromptError, require_prompt
 
 Profile = Literal["personaplex", "moshi"]
 Pace = Literal["none", "realtime"]
@@ -342,8 +342,9 @@ class InferSettings:
         for key, value, fix in prompts:
             try:
                 require_prompt(key, value)
-            except EmptyPromptError as exc:
-                raise ConfigError(f"{exc}; give a non-empty {fix}") from None
+            except PromptError as exc:
+                what = "a non-empty" if not value.strip() else "a valid"
+                raise ConfigError(f"{exc}; give {what} {fix}") from None
 
 
 @dataclass(frozen=True)

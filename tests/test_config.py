@@ -11,7 +11,7 @@ from pipeline.config import (
     resolve_bench_settings,
     resolve_settings,
 )
-from pipeline.stream.protocol import EmptyPromptError, require_prompt
+from pipeline.stream.protocol import PromptError, require_prompt
 
 
 def parse(*argv: str) -> tuple[dict[str, object], Path | None]:
@@ -101,7 +101,7 @@ def test_missing_file_and_bad_values() -> None:
 def test_empty_prompts_break_the_protocol_rule_and_name_the_key(
     argv: tuple[str, ...], key: str
 ) -> None:
-    with pytest.raises(EmptyPromptError) as rule:
+    with pytest.raises(PromptError) as rule:
         require_prompt(key, "")
     with pytest.raises(ConfigError, match="empty") as exc:
         resolve_settings(*parse(*argv))
@@ -116,7 +116,7 @@ def test_the_prompt_rule_is_the_protocols(monkeypatch: pytest.MonkeyPatch) -> No
     def rule(name: str, value: str) -> None:
         checked.append((name, value))
         if value == "forbidden":
-            raise EmptyPromptError(f"{name} says no")
+            raise PromptError(f"{name} says no")
 
     monkeypatch.setattr("pipeline.config.require_prompt", rule)
     s = resolve_settings(*parse("--task-text-prompt", "user_backchannel=b"))
@@ -140,3 +140,21 @@ def test_toml_aliases_and_bench_choices(tmp_path: Path) -> None:
     cfg.write_text('prefix = "dirty_"\n')
     with pytest.raises(ConfigError, match="prefix 'dirty_' is unknown"):
         resolve_settings({}, cfg)
+
+
+@pytest.mark.parametrize("command", ["infer", "bench"])
+def test_a_voice_that_names_no_voice_file_is_refused_by_both_commands(command: str) -> None:
+    from pipeline.config import resolve_bench_settings
+
+    resolve = resolve_settings if command == "infer" else resolve_bench_settings
+    values = settings_values(build_parser().parse_args([command, "--voice", "NATF2"]))
+    with pytest.raises(ConfigError, match=r"'NATF2' is not a voice file.*\.pt"):
+        resolve(values)
+    # a name the server's folder may hold passes (only `bench`, which serves it, checks it
+    # exists); the moshi profile sends no voice at all
+    ok = settings_values(build_parser().parse_args([command, "--voice", "mine.WAV"]))
+    assert resolve(ok).voice_prompt == "mine.WAV"
+    moshi = settings_values(
+        build_parser().parse_args([command, "--voice", "x", "--profile", "moshi"])
+    )
+    assert resolve(moshi).profile == "moshi"

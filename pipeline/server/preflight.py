@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.server.base import PreflightError
+from pipeline.stream.protocol import VOICE_SUFFIXES
 
 BUILTIN_VOICES = tuple(
     f"{kind}{i}.pt"
     for kind, count in (("NATF", 4), ("NATM", 4), ("VARF", 5), ("VARM", 5))
     for i in range(count)
 )
-VOICE_SUFFIXES = (".pt", ".wav")
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -50,17 +50,27 @@ class ServerAddressError(ValueError):
     pass
 
 
-class EmptyPromptError(ValueError):
-    """A prompt PersonaPlex needs is empty (its server crashes on an empty text prompt)."""
+class PromptError(ValueError):
+    """A prompt PersonaPlex needs is empty (its server crashes on an empty text prompt), or the
+    voice prompt names no voice file."""
+
+
+VOICE_SUFFIXES = (".pt", ".wav")  # a voice embedding, or a recording the server embeds
 
 
 def require_prompt(name: str, value: str) -> None:
-    """The one rule for PersonaPlex prompts: neither the voice nor the text prompt is empty."""
+    """The one rule for PersonaPlex prompts: neither the voice nor the text prompt is empty, and
+    the voice names a .pt or .wav file (in the server's voice folder)."""
     if not value.strip():
         why = "the PersonaPlex server crashes on an empty text prompt"
         if name.startswith("voice"):
             why = "the PersonaPlex server needs a voice prompt, e.g. NATF2.pt"
-        raise EmptyPromptError(f"{name} is empty: {why}")
+        raise PromptError(f"{name} is empty: {why}")
+    if name.startswith("voice") and not value.lower().endswith(VOICE_SUFFIXES):
+        raise PromptError(
+            f"{name} {value!r} is not a voice file: the PersonaPlex server loads a .pt"
+            " embedding or a .wav recording, e.g. NATF2.pt"
+        )
 
 
 def normalize_server(server: str) -> str:
