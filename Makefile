@@ -57,10 +57,11 @@ test: venv ## run every test (integration tests need `make setup` first; CI neve
 test-unit: venv ## only the fast tests
 	$(PY) -m pytest -ra -m "not integration and not slow"
 
-lint: venv ## ruff + mypy --strict
+lint: venv ## ruff + mypy --strict + the import contracts of the layout
 	$(VENV)/bin/ruff check pipeline tests scripts containers
 	$(VENV)/bin/ruff format --check pipeline tests scripts containers
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 bench-client: venv ## client throughput and memory against a zero-cost echo server
 	$(PY) scripts/bench_client.py
