@@ -116,8 +116,14 @@ class StartedServers(ServerSource):
         backends = self.backends
         if not backends:
             return
+        t0 = time.monotonic()
         with ThreadPoolExecutor(len(backends), thread_name_prefix="stop") as pool:
             list(pool.map(self._stop_one, backends))
+        log.info(
+            "server(s) stopped in %.1f s; logs in %s",
+            time.monotonic() - t0,
+            backends[0].log_path.parent,
+        )
 
     def _stop_one(self, backend: ServerBackend) -> None:
         try:
