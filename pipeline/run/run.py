@@ -100,6 +100,7 @@ def execute_run(
 ) -> RunOutcome:
     """Run ``samples`` (default: the whole dataset of ``settings``) on ``source``'s servers."""
     t_command = time.monotonic() if t_command is None else t_command
+    observer = observer or RunObserver()
     todo = list(samples) if samples is not None else plan(settings)
     run_id = new_run_id()
     records = RunRecords(settings.run_dir or default_run_dir(run_id), run_id)
@@ -118,12 +119,13 @@ def execute_run(
             run_settings = dataclasses.replace(settings, voice_prompt=prepared.voice_prompt)
             runner = SampleRunner(run_settings, records)
             t0 = time.monotonic()
-            slots = source.start(observer or RunObserver())
+            slots = source.start(observer)
             outcome.timings["starting_s"] = time.monotonic() - t0
-            batch = _serve(
-                source, runner, slots, todo, observer or RunObserver(), outcome, t_command
+            asyncio.run(
+                signals.cancel_on_signal(
+                    _serve(source, runner, slots, todo, observer, outcome, t_command)
+                )
             )
-            asyncio.run(signals.cancel_on_signal(batch))
             outcome.status = "failed" if records.counts["failed"] else "finished"
         except signals.Interrupted as exc:
             log.warning("interrupted by %s: stopping", exc.name)
