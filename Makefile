@@ -9,7 +9,7 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-packages venv server-env docker-engine test test-unit lint bench-client \
-	bench-orchestration \
+	bench-encoder bench-orchestration \
 	image image-cpu sif bench demo tiny-model clean
 
 IMAGE ?= fdb-server:latest
@@ -65,6 +65,9 @@ lint: venv ## ruff + mypy --strict + the import contracts of the layout
 
 bench-client: venv ## client throughput and memory against a zero-cost echo server
 	$(PY) scripts/bench_client.py
+
+bench-encoder: venv ## what the server hears under each Opus encoder preset (SNR, side by side)
+	PYTHONPATH=. $(PY) scripts/bench_encoder.py
 
 bench-orchestration: venv server-env docker-engine ## readiness/crash/teardown delays, pacing, in Docker
 	PYTHONPATH=. $(PY) scripts/bench_orchestration.py

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pipeline.dataset.discovery import KNOWN_TASKS
+from pipeline.stream.opus import DEFAULT_ENCODER
 from pipeline.stream.protocol import DEFAULT_PORT, FRAME_MS, PromptError, require_prompt
 
 Profile = Literal["personaplex", "moshi"]
@@ -237,11 +238,12 @@ class InferSettings:
     # Opus settings: "webclient" as the servers' own web client (cheap); "sphn" as the servers'
     # writer and the Full-Duplex-Bench reference clients (voip, ~10x the CPU)
     encoder: Encoder = option(
-        "webclient",
+        DEFAULT_ENCODER,
         flags=("--encoder",),
         group="session",
-        help="Opus settings: webclient (audio, complexity 0, as the servers' web client)"
-        " or sphn (voip, as the reference clients; ~10x CPU)",
+        help="Opus settings: sphn (voip, as the Full-Duplex-Bench reference clients: the server"
+        " hears what it hears from them) or webclient (audio, complexity 0, as the servers' web"
+        " client; ~10x cheaper, other audio)",
     )
     run_dir: Path | None = option(
         None,

@@ -46,8 +46,10 @@ from pipeline.stream.ogg import OggFormatError, OggPacketReader, OggPageWriter
 from pipeline.stream.protocol import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 
 __all__ = [
+    "DEFAULT_ENCODER",
     "DEFAULT_PRE_SKIP",
     "DEFAULT_SERIAL",
+    "ENCODER_PRESETS",
     "FRAME_SAMPLES",
     "GRANULE_RATE",
     "PACKET_SAMPLES",
@@ -200,6 +202,7 @@ class OpusTags:
 # --------------------------------------------------------------------------------------------
 
 
+DEFAULT_ENCODER: Final = "sphn"  # the server hears what it hears from the reference clients
 ENCODER_PRESETS: dict[str, dict[str, Any]] = {
     # what the servers' sphn writer and the Full-Duplex-Bench reference clients use
     "sphn": {"application": "voip", "complexity": None},

@@ -20,7 +20,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pipeline.stream.ogg import OggFormatError
-from pipeline.stream.opus import ENCODER_PRESETS, OggOpusDecoder, OggOpusEncoder
+from pipeline.stream.opus import (
+    DEFAULT_ENCODER,
+    ENCODER_PRESETS,
+    OggOpusDecoder,
+    OggOpusEncoder,
+)
 from pipeline.stream.protocol import (
     FRAME_SAMPLES,
     FRAME_SECONDS,
@@ -208,7 +213,7 @@ async def run_session(
     spec: ProfileSpec,
     *,
     realtime: bool = False,
-    encoder: str = "webclient",
+    encoder: str = DEFAULT_ENCODER,
     timeouts: Timeouts,
     insecure: bool = False,
     on_handshake: Callable[[], None] | None = None,
