@@ -114,6 +114,11 @@ class StartedServers(ServerSource):
 
     def stop(self) -> None:
         backends = self.backends
+        if self.launch is not None:
+            self._stop_all(backends)
+            self.launch.ports.release()
+
+    def _stop_all(self, backends: list[ServerBackend]) -> None:
         if not backends:
             return
         t0 = time.monotonic()

@@ -20,7 +20,14 @@ from pipeline.digest import file_sha256
 from pipeline.server.base import PreflightError, ServerBackend, ServerSpec
 from pipeline.server.local import LocalProcessBackend, LocalRuntime
 from pipeline.server.preflight import GpuFacts, VoiceChoice, require_nvidia_smi
-from pipeline.server.runtime import ServerView, container_view
+from pipeline.server.runtime import (
+    BIND_GUARD_DIR,
+    BIND_GUARD_MOUNT,
+    LOOPBACK,
+    ServerView,
+    container_view,
+    loopback_env,
+)
 
 RUNTIME_NAMES = ("apptainer", "singularity")
 
@@ -119,7 +126,11 @@ class ApptainerRuntime(LocalRuntime):
         return require_nvidia_smi(self.name) if first_gpu is not None else None
 
     def view(self, hf_cache: Path, voice: VoiceChoice) -> ServerView:
-        return container_view(self.settings, hf_cache, voice, "127.0.0.1")
+        view = container_view(self.settings, hf_cache, voice, LOOPBACK)
+        # the image's own packages only: the host's PYTHONPATH is replaced, not extended
+        view.mounts[BIND_GUARD_DIR] = BIND_GUARD_MOUNT
+        view.env.update(loopback_env(BIND_GUARD_MOUNT, None))
+        return view
 
     def backend(self, spec: ServerSpec, log_dir: Path) -> ServerBackend:
         assert self.settings.sif is not None  # checked by preflight

@@ -115,6 +115,11 @@ class ServerBackend(abc.ABC):
     def alive(self) -> bool:
         return self.exit_code() is None
 
+    def listener_is_ours(self) -> bool:
+        """Whether what listens on our port is this server (not another job's on a shared
+        node). Docker publishes the port for its container alone: always ours."""
+        return True
+
     @abc.abstractmethod
     def logs(self, tail: int | None = None) -> str:
         """The server's output so far (last ``tail`` lines)."""

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import DEFAULT_HF_REPO, BenchSettings
 from pipeline.server.base import RUN_ID_ENV, ServerBackend, ServerSpec
 from pipeline.server.preflight import (
     GpuFacts,
+    PortReservation,
     VoiceChoice,
     check_voice,
     check_weights,
     choose_ports,
     hf_token,
 )
-from pipeline.server.runtime import ServerView
+from pipeline.server.runtime import Runtime, ServerView
 from pipeline.server.runtimes import runtime_named
 
 UPSTREAM_HF_REPO = "kyutai/moshiko-pytorch-bf16"
@@ -35,6 +36,7 @@ class LaunchPlan:
     model_repo: str
     local_weights: bool
     gpu: GpuFacts | None
+    ports: PortReservation = field(default_factory=PortReservation)  # held until teardown
 
 
 def model_repo(settings: BenchSettings) -> str:
@@ -85,10 +87,29 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
     gpu_info = runtime.preflight(next((g for g in gpus if g is not None), None))
     check_weights(hf_cache, repo, local_weights)
     hf_cache.mkdir(parents=True, exist_ok=True)
-    ports = choose_ports(settings.port, len(gpus))
+    reserved = choose_ports(settings.port, len(gpus))
+    try:
+        backends = _backends(settings, runtime, voice, hf_cache, reserved.ports, run_id, run_dir)
+    except BaseException:
+        reserved.release()
+        raise
+    return LaunchPlan(backends, voice.query_value, repo, local_weights, gpu_info, reserved)
+
+
+def _backends(
+    settings: BenchSettings,
+    runtime: Runtime,
+    voice: VoiceChoice,
+    hf_cache: Path,
+    ports: list[int],
+    run_id: str,
+    run_dir: Path,
+) -> list[ServerBackend]:
+    """One backend per device, each on its port."""
+    gpus = settings.gpu_list()
     view = runtime.view(hf_cache, voice)
-    env = server_env(run_id, view.hf_home)
-    backends = [
+    env = {**server_env(run_id, view.hf_home), **view.env}
+    return [
         runtime.backend(
             ServerSpec(
                 command=server_command(settings, view, view.inner_port or port),
@@ -103,4 +124,3 @@ def plan_servers(settings: BenchSettings, run_id: str, run_dir: Path) -> LaunchP
         )
         for index, (gpu, port) in enumerate(zip(gpus, ports, strict=True))
     ]
-    return LaunchPlan(backends, voice.query_value, repo, local_weights, gpu_info)

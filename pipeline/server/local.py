@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from pipeline.server.base import (
     RUN_ID_ENV,
     PreflightError,
@@ -29,7 +31,13 @@ from pipeline.server.base import (
     log,
 )
 from pipeline.server.preflight import GpuFacts, VoiceChoice, require_nvidia_smi
-from pipeline.server.runtime import Runtime, ServerView
+from pipeline.server.runtime import (
+    BIND_GUARD_DIR,
+    LOOPBACK,
+    Runtime,
+    ServerView,
+    loopback_env,
+)
 
 
 def visible_device(gpu: str, parent_env: Mapping[str, str]) -> str:
@@ -95,6 +103,22 @@ class LocalProcessBackend(ServerBackend):
         if self.proc is None:
             return -1
         return self.proc.poll()
+
+    def listener_is_ours(self) -> bool:
+        """A process of our server's group listens on the port (Apptainer shares the host's
+        network and PIDs, so this holds for its servers too)."""
+        if self.proc is None:
+            return False
+        try:
+            conns = psutil.net_connections(kind="inet")
+        except psutil.Error:  # cannot tell: trust the port we reserved
+            return True
+        owners = {
+            c.pid
+            for c in conns
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == self.port
+        }
+        return bool(owners & set(_live_members(self.proc.pid)))
 
     def logs(self, tail: int | None = None) -> str:
         try:
@@ -209,8 +233,8 @@ class LocalRuntime(Runtime):
 
     def view(self, hf_cache: Path, voice: VoiceChoice) -> ServerView:
         voice_dir = str(voice.folder) if voice.folder else None
-        # the server shares the host's network: loopback only
-        return ServerView(sys.executable, str(hf_cache), "127.0.0.1", voice_dir=voice_dir)
+        env = loopback_env(str(BIND_GUARD_DIR), os.environ.get("PYTHONPATH"))
+        return ServerView(sys.executable, str(hf_cache), LOOPBACK, voice_dir=voice_dir, env=env)
 
     def backend(self, spec: ServerSpec, log_dir: Path) -> ServerBackend:
         return LocalProcessBackend(spec, log_dir)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from pipeline.server.base import PreflightError
 from pipeline.stream.protocol import VOICE_SUFFIXES
+
+log = logging.getLogger("pipeline")
 
 BUILTIN_VOICES = tuple(
     f"{kind}{i}.pt"
@@ -35,24 +41,81 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def choose_ports(first: int, count: int) -> list[int]:
-    """``count`` ports from ``first`` up (0: any free ones); an error names a taken port."""
-    if first == 0:
-        ports: list[int] = []
-        while len(ports) < count:
-            port = free_port()
-            if port not in ports:
-                ports.append(port)
-        return ports
-    ports = [first + i for i in range(count)]
-    for port in ports:
-        if not port_free(port):
+PORT_LOCKS = Path(tempfile.gettempdir()) / "fdb-pipeline-ports"
+MAX_PORTS_SKIPPED = 64
+
+
+class PortReservation:
+    """Ports this run holds: an advisory lock file per port (in the machine's temp folder), so
+    that two runs started together on one node never pick the same port. Held until
+    :meth:`release` (the run's teardown); a crashed run's locks go with its process."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, IO[bytes] | None] = {}  # port -> its open lock file
+
+    @property
+    def ports(self) -> list[int]:
+        return list(self._held)
+
+    def take(self, port: int) -> bool:
+        """Lock ``port`` unless another run holds it."""
+        try:
+            if not PORT_LOCKS.is_dir():
+                PORT_LOCKS.mkdir(parents=True, exist_ok=True)
+                PORT_LOCKS.chmod(0o1777)  # shared by every user of the node, like /tmp
+            fh = (PORT_LOCKS / f"{port}.lock").open("ab")
+        except OSError as exc:  # no lock to be had here: the port check alone must do
+            log.debug("no port lock for %d (%s)", port, exc)
+            self._held[port] = None
+            return True
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._held[port] = fh
+        return True
+
+    def release_one(self, port: int) -> None:
+        fh = self._held.pop(port, None)
+        if fh is not None:
+            fh.close()
+
+    def release(self) -> None:
+        for port in self.ports:
+            self.release_one(port)
+
+
+def choose_ports(first: int, count: int) -> PortReservation:
+    """``count`` ports from ``first`` up (0: any free ones), skipping those another run of this
+    tool holds; a port taken by anything else is an error that names it."""
+    held = PortReservation()
+    candidate = first
+    for _ in range(count + MAX_PORTS_SKIPPED):
+        if len(held.ports) == count:
+            return held
+        port = free_port() if first == 0 else candidate
+        candidate += 1
+        if port in held.ports or not held.take(port):
+            log.info("port %d is held by another run; trying the next one", port)
+            continue
+        if first != 0 and not port_free(port):
+            if port != first:  # past the port asked for: another one will do
+                held.release_one(port)
+                continue
+            held.release()
             raise PreflightError(
                 f"port {port} is already in use (another server still running? see"
                 " `python -m pipeline cleanup`); pass --port N for another one, or --port 0"
                 " to pick free ports"
             )
-    return ports
+    if len(held.ports) == count:
+        return held
+    held.release()
+    raise PreflightError(
+        f"{MAX_PORTS_SKIPPED} ports from {first} up are held by other runs; pass --port 0 to"
+        " pick free ports"
+    )
 
 
 @dataclass

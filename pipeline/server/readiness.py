@@ -1,6 +1,7 @@
 """Is the server ready? A TCP connect plus ``GET /api/chat`` answered with HTTP 400 (aiohttp's
 answer to a WebSocket route without an Upgrade header): it touches neither the session lock nor
-the model. Every poll first checks the server is still alive, so a crash is seen at once.
+the model. Every poll first checks the server is still alive, so a crash is seen at once; an
+answer counts only when what listens on the port is our own server, never another job's.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from pipeline.server.base import ServerBackend, ServerExited, ServerTimeout
+from pipeline.server.base import ServerBackend, ServerExited, ServerTimeout, log
+from pipeline.stream.protocol import CHAT_PATH
 
-PROBE_PATH = "/api/chat"
 READY_STATUS = 400
 
 
@@ -22,7 +23,7 @@ def probe(host: str, port: int, timeout_s: float = 1.0) -> bool:
     try:
         conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
         try:
-            conn.request("GET", PROBE_PATH)
+            conn.request("GET", CHAT_PATH)
             status = conn.getresponse().status
         finally:
             conn.close()
@@ -53,6 +54,7 @@ def wait_ready(
     both carry the last lines of its log.
     """
     t0 = time.monotonic()
+    foreign_seen = False
     while cancel is None or not cancel.is_set():
         code = backend.exit_code()
         if code is not None:
@@ -61,7 +63,16 @@ def wait_ready(
                 backend.logs(tail=log_tail),
             )
         if probe(backend.host, backend.port):
-            return time.monotonic() - t0
+            if backend.listener_is_ours():
+                return time.monotonic() - t0
+            if not foreign_seen:
+                foreign_seen = True
+                log.warning(
+                    "%s: port %d answers, but not from our server (another job's?);"
+                    " waiting for ours",
+                    backend.spec.name,
+                    backend.port,
+                )
         waited = time.monotonic() - t0
         if waited > timeout_s:
             state = "open but not answering" if port_open(backend.host, backend.port) else "closed"

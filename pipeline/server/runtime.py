@@ -4,6 +4,7 @@ server sees this machine, its backends, and the cleanup of what a crashed run le
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +25,7 @@ class ServerView:
     mounts: dict[Path, str] = field(default_factory=dict)  # host path -> path inside
     voice_dir: str | None = None
     inner_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)  # what the runtime adds to the server's
 
 
 class Runtime(abc.ABC):
@@ -52,6 +54,18 @@ class Runtime(abc.ABC):
     def remove_leftovers(cls, run_id: str | None) -> list[str]:
         """Remove what crashed runs (one, or all) left behind; describe each thing removed.
         PreflightError when this runtime cannot be checked here."""
+
+
+BIND_GUARD_DIR = Path(__file__).resolve().parent / "bind_guard"  # holds a sitecustomize.py
+BIND_GUARD_MOUNT = "/opt/fdb-pipeline/bind_guard"
+LOOPBACK = "127.0.0.1"
+
+
+def loopback_env(guard_dir: str, pythonpath: str | None) -> dict[str, str]:
+    """The server shares the host's network: whatever it asks for, it listens on loopback only
+    (see bind_guard/sitecustomize.py)."""
+    path = guard_dir if not pythonpath else f"{guard_dir}{os.pathsep}{pythonpath}"
+    return {"FDB_PIPELINE_BIND": LOOPBACK, "PYTHONPATH": path}
 
 
 CONTAINER_HF_HOME = "/cache/huggingface"

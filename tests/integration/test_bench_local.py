@@ -224,3 +224,39 @@ def test_preflight_errors_name_the_fix(tmp_path: Path, dataset: Path) -> None:
         )
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr
+
+
+def test_two_runs_with_the_same_port_each_use_only_their_own_server(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Two jobs on one node, both with the default-style fixed port: both finish, each on its
+    own server (a second run takes the next port; never the other run's server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    procs = []
+    for name in ("a", "b"):
+        root = tmp_path / name / "v1.5"
+        synthesize(root, SynthSpec(tasks=("user_interruption",), per_task=1, seconds_trailing=0.5))
+        procs.append(
+            bench(
+                tmp_path / name,
+                "r",
+                "--root",
+                str(root),
+                "--port",
+                port,
+                "--no-warmup",
+                *tiny_bench_args(tiny_model_dir),
+            )
+        )
+    results = [finish(p) for p in procs]
+    for code, out in results:
+        assert code == 0, out
+    manifests = [manifest(tmp_path / name / "r") for name in ("a", "b")]
+    urls = [m["server_urls"][0] for m in manifests]
+    assert len(set(urls)) == 2 and any(f":{port}/" in u for u in urls)
+    for name, m in zip(("a", "b"), manifests, strict=True):
+        (rec,) = lines(tmp_path / name / "r")
+        assert rec["status"] == "ok" and rec["session_index"] == 0  # its server's first session
+        assert m["sessions"] == {m["servers"][0]["name"]: 1}

@@ -38,7 +38,8 @@ def test_ports_taken_free_and_consecutive() -> None:
         with pytest.raises(PreflightError, match=f"port {taken} is already in use.*--port 0"):
             choose_ports(taken, 1)
     free = choose_ports(0, 3)
-    assert len(set(free)) == 3 and all(p > 0 for p in free)
+    assert len(set(free.ports)) == 3 and all(p > 0 for p in free.ports)
+    free.release()
 
 
 def test_token_needed_only_for_uncached_weights(

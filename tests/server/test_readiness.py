@@ -103,3 +103,45 @@ def test_a_server_command_that_cannot_run_is_a_clear_error(tmp_path: Path) -> No
     with pytest.raises(ServerError, match="cannot run the server command '/nonexistent/python'"):
         b.start()
     b.stop()  # nothing to stop, no error
+
+
+def test_an_answer_from_a_foreign_server_on_our_port_is_not_ready(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another job's server answers on our port while ours loads: never taken for ours."""
+    import subprocess
+
+    caplog.set_level("WARNING", logger="pipeline")
+    port = free_port()
+    foreign = subprocess.Popen([sys.executable, "-c", HTTP_400_SERVER, str(port), "0"])
+    try:
+        deadline = time.monotonic() + 10
+        while not probe("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert probe("127.0.0.1", port)  # the neighbour answers as a ready server would
+        ours = LocalProcessBackend(
+            ServerSpec([sys.executable, "-c", HTTP_400_SERVER, str(port), "1.0"], port, run_id="t"),
+            tmp_path,
+        )
+        with ours, pytest.raises(ServerExited, match="exited with code"):
+            wait_ready(ours, timeout_s=30)  # ours cannot bind the port and dies: seen as such
+        assert "answers, but not from our server" in caplog.text
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_two_runs_never_reserve_the_same_port() -> None:
+    from pipeline.server.preflight import choose_ports
+
+    first = free_port()
+    a = choose_ports(first, 1)
+    b = choose_ports(first, 2)  # another run, same --port: the next free ones
+    try:
+        assert a.ports == [first] and first not in b.ports and len(set(b.ports)) == 2
+    finally:
+        a.release()
+        b.release()
+    c = choose_ports(first, 1)  # released: free for the next run again
+    assert c.ports == [first]
+    c.release()
