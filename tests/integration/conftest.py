@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.dataset.synthesize import SynthSpec, synthesize
 from tests.real_server import (
     REPO_ROOT,
     SERVER_PYTHON_ENV,
@@ -45,3 +46,16 @@ def moshi_server(tiny_model_dir: Path) -> Iterator[RunningServer]:
     """The real `moshi.server` (0.2.13) on the tiny model, one process per test module."""
     with tiny_moshi_server(tiny_model_dir) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four short synthetic samples in two v1.5 tasks (a module may define its own)."""
+    root = tmp_path_factory.mktemp("fdb") / "v1.5"
+    synthesize(
+        root,
+        SynthSpec(
+            tasks=("user_interruption", "background_speech"), per_task=2, seconds_trailing=0.5
+        ),
+    )
+    return root

@@ -16,7 +16,6 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.server.base import LABEL_RUN, LABEL_TOOL
 from tests.docker_support import docker_tiny_args, ensure_cpu_image, ensure_engine
 from tests.integration.runs import finish, lines, manifest, start
@@ -36,18 +35,6 @@ def client(image: str) -> Iterator[Any]:
     c = docker.from_env()
     yield c
     c.close()
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fdb") / "v1.5"
-    synthesize(
-        root,
-        SynthSpec(
-            tasks=("user_interruption", "background_speech"), per_task=2, seconds_trailing=0.5
-        ),
-    )
-    return root
 
 
 def bench(

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.server.base import LABEL_RUN
 from pipeline.server.cleanup import find_processes
 from tests.integration.runs import finish, lines, manifest, start, wait_in_session
@@ -80,18 +79,6 @@ def runtime(
         yield _docker(model, hf, client)
     finally:
         client.close()
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fdb") / "v1.5"
-    synthesize(
-        root,
-        SynthSpec(
-            tasks=("user_interruption", "background_speech"), per_task=2, seconds_trailing=0.5
-        ),
-    )
-    return root
 
 
 def bench(runtime: RuntimeUnderTest, run: Path, dataset: Path) -> subprocess.Popen[str]:
