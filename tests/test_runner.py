@@ -215,16 +215,44 @@ def test_server_crash_before_handshake_is_retried_then_reported(tmp_path: Path) 
     assert [a["stage"] for a in rec["attempts"]] == ["connect", "connect"]
 
 
-def test_connection_refused_is_retried_with_backoff(tmp_path: Path) -> None:
+def test_nothing_at_the_address_is_a_preflight_error_not_a_batch_of_retries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: every sample retried its connection for ~31 s and failed (4 hours for 499)."""
     root = tmp_path / "data"
     make_dataset(root, 2)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = run_infer(f"127.0.0.1:{port}", root, tmp_path / "r", "--connect-retries", "3")
-    recs = lines(tmp_path / "r")
-    assert code == 1 and [r["status"] for r in recs] == ["failed", "failed"]
-    assert all(len(r["attempts"]) == 3 and "cannot connect" in r["error"] for r in recs)
+    assert code == 2
+    assert f"nothing answers at 127.0.0.1:{port}" in caplog.text and "--server" in caplog.text
+    assert not (tmp_path / "r" / "samples.jsonl").exists()  # no sample was tried
+
+
+def test_a_server_that_is_not_a_chat_server_is_a_preflight_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import http.server
+
+    root = tmp_path / "data"
+    make_dataset(root, 1)
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), NotFound) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        address = f"127.0.0.1:{other.server_address[1]}"
+        code = run_infer(address, root, tmp_path / "r")
+        other.shutdown()
+    assert code == 2
+    assert f"{address} answers HTTP 404 on /api/chat, not like a moshi" in caplog.text
 
 
 def test_queued_behind_another_client_with_unanswered_pings(tmp_path: Path) -> None:

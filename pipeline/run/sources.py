@@ -14,14 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import BenchSettings, InferSettings
+from pipeline.config import BenchSettings, InferSettings, flag_for
 from pipeline.run.observer import RunObserver
 from pipeline.run.slots import ServerGone, ServerSlot
 from pipeline.server.base import PreflightError, ServerBackend, ServerError, TeardownError
 from pipeline.server.launch import LaunchPlan, plan_servers
 from pipeline.server.preflight import cached_revision
 from pipeline.server.readiness import wait_ready
+from pipeline.stream.probe import probe_chat_server
 from pipeline.stream.protocol import normalize_server
+from pipeline.stream.session import client_ssl
 
 log = logging.getLogger("pipeline")
 READY_POLL_S = 0.05
@@ -57,14 +59,24 @@ class ServerSource(abc.ABC):
         return None
 
 
+PROBE_TIMEOUT_S = 10.0  # at most: a wrong address must cost seconds, not a batch of retries
+
+
 class ExistingServer(ServerSource):
     """A server somebody else runs, at ``--server``."""
 
     def __init__(self, settings: InferSettings) -> None:
         self.url = normalize_server(settings.server)
         self.voice_prompt = settings.voice_prompt
+        self.timeout_s = min(settings.connect_timeout_s, PROBE_TIMEOUT_S)
+        self.tls = client_ssl(self.url, settings.insecure)
 
     def prepare(self, run_id: str, run_dir: Path) -> Prepared:
+        problem = probe_chat_server(self.url, self.timeout_s, self.tls)
+        if problem is not None:
+            raise PreflightError(
+                f"{problem}: is the server running, and is {flag_for('server')} its address?"
+            )
         return Prepared([self.url], self.voice_prompt)
 
     def start(self, observer: RunObserver) -> list[ServerSlot]:

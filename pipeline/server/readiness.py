@@ -6,30 +6,21 @@ answer counts only when what listens on the port is our own server, never anothe
 
 from __future__ import annotations
 
-import http.client
 import socket
 import threading
 import time
 from collections.abc import Callable
 
 from pipeline.server.base import ServerBackend, ServerExited, ServerTimeout, log
-from pipeline.stream.protocol import CHAT_PATH
-
-READY_STATUS = 400
+from pipeline.stream.probe import CHAT_SERVER_STATUS, ProbeError, chat_route_status
 
 
 def probe(host: str, port: int, timeout_s: float = 1.0) -> bool:
-    """One readiness probe: True when the chat route answers over HTTP."""
+    """One readiness probe: True when the chat route answers as a chat server does."""
     try:
-        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
-        try:
-            conn.request("GET", CHAT_PATH)
-            status = conn.getresponse().status
-        finally:
-            conn.close()
-    except (OSError, http.client.HTTPException):
+        return chat_route_status(host, port, timeout_s) == CHAT_SERVER_STATUS
+    except ProbeError:
         return False
-    return status == READY_STATUS
 
 
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
