@@ -3,14 +3,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 SERVER_VENV ?= .venv-server
+PERSONAPLEX_VENV ?= .venv-personaplex
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env docker-engine test test-unit lint bench-client \
+.PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint bench-client \
 	bench-encoder bench-orchestration \
-	image image-cpu sif bench demo tiny-model clean
+	image image-cpu sif bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
 CPU_IMAGE ?= fdb-server:cpu-test
@@ -21,6 +22,7 @@ GPUS ?= 0
 ARGS ?=
 DEMO_DIR ?= .cache/demo
 TINY_MODEL := $(abspath .cache/tiny-moshi/demo)
+TINY_PERSONAPLEX := $(abspath .cache/tiny-personaplex/demo)
 TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/config.json \
 	--server-arg=--moshi-weight=$(TINY_MODEL)/model.safetensors \
 	--server-arg=--mimi-weight=$(TINY_MODEL)/mimi.safetensors \
@@ -29,7 +31,7 @@ TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: system-packages venv server-env docker-engine ## install everything the tests need (apt, venvs, Docker)
+setup: system-packages venv server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -47,6 +49,9 @@ $(VENV)/.installed: pyproject.toml
 
 server-env: ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
 	bash scripts/setup-server-env.sh $(SERVER_VENV)
+
+personaplex-env: ## a separate venv with NVIDIA's PersonaPlex server (pinned commit, CPU torch)
+	bash scripts/setup-personaplex-env.sh $(PERSONAPLEX_VENV)
 
 docker-engine: ## install and start a local Docker engine (tests, CPU image)
 	bash scripts/docker-engine.sh start
@@ -93,9 +98,15 @@ bench: venv ## benchmark: make bench DATA=/path/to/v1.5 [RUNTIME=docker|apptaine
 tiny-model: server-env
 	$(SERVER_VENV)/bin/python containers/tiny_moshi/make_tiny_model.py $(TINY_MODEL)
 
-demo: venv tiny-model ## the whole pipeline on CPU with a RANDOM tiny model (RUNTIME=local|docker)
+tiny-personaplex: personaplex-env
+	$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/make_tiny_personaplex.py $(TINY_PERSONAPLEX)
+
+PROFILE ?= personaplex
+demo: venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker)
 	@echo "=== DEMO: the model has RANDOM weights - the outputs are noise, the pipeline is real ==="
 	$(PY) -m pipeline synth-data --out $(DEMO_DIR)/data --per-task 1
+ifeq ($(PROFILE),moshi)
+	$(MAKE) tiny-model
 ifeq ($(RUNTIME),docker)
 	$(MAKE) image-cpu
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime docker \
@@ -107,6 +118,15 @@ else
 		--gpus none --profile moshi --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "$(SERVER_VENV)/bin/python containers/tiny_moshi/serve.py" \
 		$(TINY_FLAGS) $(ARGS)
+endif
+else
+	@test "$(RUNTIME)" != docker || { echo "PROFILE=personaplex RUNTIME=docker: not built yet (the PersonaPlex CPU image variant); use PROFILE=moshi"; exit 2; }
+	$(MAKE) tiny-personaplex
+	@echo "=== NVIDIA's PersonaPlex server (pinned commit), voice NATF2.pt, the default text prompt ==="
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
+		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
+		--server-command "$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
+		--server-arg=--device=cpu --server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
 endif
 	@echo "=== DEMO done: outputs beside the inputs in $(DEMO_DIR)/data; the model was RANDOM ==="
 

@@ -190,3 +190,84 @@ def tiny_bench_args(model_dir: Path) -> list[str]:
         f"{server_python()} {SERVE}",
         *[f"--server-arg={flag}" for flag in tiny_model_flags(model_dir.resolve())],
     ]
+
+
+# --- NVIDIA's PersonaPlex server (moshi-personaplex, vendored commit), tiny random model -------
+
+TINY_PERSONAPLEX_DIR = REPO_ROOT / "containers" / "tiny_personaplex"
+PERSONAPLEX_SETUP_COMMAND = "scripts/setup-personaplex-env.sh"
+PERSONAPLEX_PYTHON_ENV = "PIPELINE_PERSONAPLEX_PYTHON"
+
+
+def personaplex_python() -> Path:
+    """The python of the PersonaPlex venv: $PIPELINE_PERSONAPLEX_PYTHON, else
+    <repo>/.venv-personaplex."""
+    configured = os.environ.get(PERSONAPLEX_PYTHON_ENV)
+    return Path(configured) if configured else REPO_ROOT / ".venv-personaplex" / "bin" / "python"
+
+
+def personaplex_available() -> bool:
+    python = personaplex_python()
+    return python.is_file() and os.access(python, os.X_OK)
+
+
+def ensure_tiny_personaplex(cache_dir: Path) -> Path:
+    """Generate (once) the tiny PersonaPlex model, its 18 voices and a custom .wav voice."""
+    out_dir = cache_dir.resolve() / "tiny"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = subprocess.run(
+            [
+                str(personaplex_python()),
+                str(TINY_PERSONAPLEX_DIR / "make_tiny_personaplex.py"),
+                str(out_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"make_tiny_personaplex.py failed (exit {result.returncode}):\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return out_dir
+
+
+def personaplex_command(model_dir: Path) -> list[str]:
+    """The launcher: NVIDIA's server, tiny configuration, offline (weights and voices local)."""
+    launcher = TINY_PERSONAPLEX_DIR / "serve.py"
+    return [str(personaplex_python()), str(launcher), "--tiny-model", str(model_dir.resolve())]
+
+
+def tiny_personaplex_bench_args(model_dir: Path) -> list[str]:
+    """`bench` options that run the tiny real PersonaPlex server as a local process (the weight
+    flag tells bench the weights are local: no token, no download)."""
+    return [
+        "--runtime", "local", "--profile", "personaplex",
+        "--server-command", " ".join(personaplex_command(model_dir)),
+        "--server-arg=--device=cpu",
+        f"--server-arg=--moshi-weight={model_dir.resolve() / 'model.safetensors'}",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def tiny_personaplex_server(model_dir: Path, log_dir: Path) -> Iterator[RunningServer]:
+    """The real PersonaPlex server on the tiny model until the block exits."""
+    port = free_port()
+    flags = ["--host", "127.0.0.1", "--port", str(port), "--static", "none", "--device", "cpu"]
+    spec = ServerSpec(
+        command=[*personaplex_command(model_dir), *flags],
+        port=port,
+        env={"HF_HUB_OFFLINE": "1", "NO_TORCH_COMPILE": "1"},
+        run_id=f"tiny-personaplex-{port}",
+    )
+    backend = LocalProcessBackend(spec, log_dir)
+    backend.start()
+    try:
+        wait_ready(backend, STARTUP_TIMEOUT_S)
+        yield RunningServer(backend)
+    finally:
+        backend.stop(STOP_GRACE_S)

@@ -10,14 +10,20 @@ import pytest
 
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from tests.real_server import (
+    PERSONAPLEX_PYTHON_ENV,
+    PERSONAPLEX_SETUP_COMMAND,
     REPO_ROOT,
     SERVER_PYTHON_ENV,
     SETUP_COMMAND,
     RunningServer,
     ensure_tiny_model,
+    ensure_tiny_personaplex,
+    personaplex_available,
+    personaplex_python,
     server_python,
     server_python_available,
     tiny_moshi_server,
+    tiny_personaplex_server,
 )
 
 TINY_MODEL_CACHE = REPO_ROOT / ".cache" / "tiny-moshi"
@@ -59,3 +65,26 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def personaplex_model_dir() -> Path:
+    """NVIDIA's PersonaPlex server venv and a tiny random model for it (made once, cached)."""
+    if not personaplex_available():
+        message = (
+            f"the PersonaPlex server venv is missing ({personaplex_python()} not found); create"
+            f" it with `{PERSONAPLEX_SETUP_COMMAND}` or set {PERSONAPLEX_PYTHON_ENV}"
+        )
+        if _in_ci():
+            pytest.fail(message + " (CI must not skip the integration tests)")
+        pytest.skip(message)
+    return ensure_tiny_personaplex(REPO_ROOT / ".cache" / "tiny-personaplex")
+
+
+@pytest.fixture(scope="module")
+def personaplex_server(
+    personaplex_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The real PersonaPlex server on the tiny model, one process per test module."""
+    with tiny_personaplex_server(personaplex_model_dir, tmp_path_factory.mktemp("pp")) as server:
+        yield server

@@ -61,11 +61,28 @@ def _docker(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
     )
 
 
-@pytest.fixture(params=["local", "docker"])
-def runtime(
-    request: pytest.FixtureRequest, tiny_model_dir: Path, tmp_path: Path
-) -> Iterator[RuntimeUnderTest]:
-    model, hf = tiny_model_dir.resolve(), tmp_path / "hf"
+def _local_personaplex(model: Path, hf: Path) -> RuntimeUnderTest:
+    from tests.real_server import tiny_personaplex_bench_args
+
+    local = _local(model, hf)
+    args = ["--hf-cache", str(hf), "--port", "0", "--gpus", "none"]
+    args += tiny_personaplex_bench_args(model)
+    return RuntimeUnderTest(
+        "local-personaplex",
+        lambda run: ["--run-dir", str(run), *args],
+        local.kill_server,
+        local.left_behind,
+    )
+
+
+@pytest.fixture(params=["local", "docker", "local-personaplex"])
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeUnderTest]:
+    hf = tmp_path / "hf"
+    if request.param == "local-personaplex":  # NVIDIA's server, its own profile
+        model = request.getfixturevalue("personaplex_model_dir")
+        yield _local_personaplex(model, hf)
+        return
+    model = request.getfixturevalue("tiny_model_dir").resolve()
     if request.param == "local":
         yield _local(model, hf)
         return
