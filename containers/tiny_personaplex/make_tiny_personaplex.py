@@ -30,15 +30,43 @@ from moshi.quantization.core_vq import EuclideanCodebook
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny  # noqa: E402 - the shared tiny configuration, beside this file
+import tiny
 
-VOICES = [f"{k}{i}" for k, n in (("NATF", 4), ("NATM", 4), ("VARF", 5), ("VARM", 5)) for i in range(n)]
+VOICES = [
+    f"{k}{i}" for k, n in (("NATF", 4), ("NATM", 4), ("VARF", 5), ("VARM", 5)) for i in range(n)
+]
 CUSTOM_VOICE = "custom.wav"
 TEXT_VOCAB = 128
-WORDS = (
-    "you are a helpful and friendly assistant wise teacher answer questions clear engaging "
-    "system enjoy having good conversation name is talk about the weather train time yes no"
-).split()
+WORDS = [
+    "you",
+    "are",
+    "a",
+    "helpful",
+    "and",
+    "friendly",
+    "assistant",
+    "wise",
+    "teacher",
+    "answer",
+    "questions",
+    "clear",
+    "engaging",
+    "system",
+    "enjoy",
+    "having",
+    "good",
+    "conversation",
+    "name",
+    "is",
+    "talk",
+    "about",
+    "the",
+    "weather",
+    "train",
+    "time",
+    "yes",
+    "no",
+]
 
 
 def train_tokenizer(seed: int) -> bytes:
@@ -98,8 +126,9 @@ def voice_recording(index: int, seconds: float = 1.0) -> np.ndarray:
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
 
 
-def make_voices(lm: torch.nn.Module, mimi: torch.nn.Module, sp: spm.SentencePieceProcessor,
-                folder: Path) -> None:
+def make_voices(
+    lm: torch.nn.Module, mimi: torch.nn.Module, sp: spm.SentencePieceProcessor, folder: Path
+) -> None:
     """The built-in names as .pt embeddings, made by the server's own LMGen from recordings."""
     folder.mkdir(parents=True, exist_ok=True)
     gen = LMGen(

@@ -22,7 +22,7 @@ import huggingface_hub
 from moshi.models import loaders
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny  # noqa: E402 - the shared tiny configuration, beside this file
+import tiny
 
 
 def main() -> None:
