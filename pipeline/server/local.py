@@ -105,8 +105,8 @@ class LocalProcessBackend(ServerBackend):
         return self.proc.poll()
 
     def listener_is_ours(self) -> bool:
-        """A process of our server's group listens on the port (Apptainer shares the host's
-        network and PIDs, so this holds for its servers too)."""
+        """A process of our server's group, or a descendant of it, listens on the port
+        (Apptainer shares the host's network and PIDs, so this holds for its servers too)."""
         if self.proc is None:
             return False
         try:
@@ -118,7 +118,10 @@ class LocalProcessBackend(ServerBackend):
             for c in conns
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr[1] == self.port
         }
-        return bool(owners & set(_live_members(self.proc.pid)))
+        ours = set(_live_members(self.proc.pid)) | {self.proc.pid}
+        with contextlib.suppress(psutil.Error):  # a runtime may start a session of its own
+            ours |= {c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)}
+        return bool(owners & ours)
 
     def logs(self, tail: int | None = None) -> str:
         try:
