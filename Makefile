@@ -11,10 +11,11 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 .DEFAULT_GOAL := help
 .PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint bench-client \
 	bench-encoder bench-orchestration \
-	image image-cpu sif bench demo tiny-model tiny-personaplex clean
+	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
 CPU_IMAGE ?= fdb-server:cpu-test
+PERSONAPLEX_CPU_IMAGE ?= fdb-server:personaplex-cpu-test
 SIF ?= personaplex.sif
 DATA ?=
 RUNTIME ?=
@@ -87,6 +88,13 @@ image-cpu: docker-engine ## the CPU variant (upstream moshi, offline): base imag
 		< containers/wheels/cpu-build-args.txt; \
 	docker build -f containers/Dockerfile -t $(CPU_IMAGE) "$${args[@]}" containers
 
+image-cpu-personaplex: docker-engine ## the PersonaPlex CPU variant (pinned commit, offline)
+	bash scripts/build-base-image.sh fdb-base:bookworm
+	SERVER=personaplex bash scripts/fetch-wheels.sh
+	args=(); while IFS= read -r line; do args+=(--build-arg "$$line"); done \
+		< containers/wheels/personaplex-cpu-build-args.txt; \
+	docker build -f containers/Dockerfile -t $(PERSONAPLEX_CPU_IMAGE) "$${args[@]}" containers
+
 sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --root DATA)
 	$$(command -v apptainer || command -v singularity) build $(SIF) apptainer.def
 
@@ -120,13 +128,21 @@ else
 		$(TINY_FLAGS) $(ARGS)
 endif
 else
-	@test "$(RUNTIME)" != docker || { echo "PROFILE=personaplex RUNTIME=docker: not built yet (the PersonaPlex CPU image variant); use PROFILE=moshi"; exit 2; }
 	$(MAKE) tiny-personaplex
 	@echo "=== NVIDIA's PersonaPlex server (pinned commit), voice NATF2.pt, the default text prompt ==="
+ifeq ($(RUNTIME),docker)
+	$(MAKE) image-cpu-personaplex
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime docker \
+		--image $(PERSONAPLEX_CPU_IMAGE) --gpus none --profile personaplex --port 0 --overwrite \
+		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_PERSONAPLEX):$(TINY_PERSONAPLEX) \
+		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
+		--server-arg=--device=cpu --server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
+else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
 		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
 		--server-arg=--device=cpu --server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
+endif
 endif
 	@echo "=== DEMO done: outputs beside the inputs in $(DEMO_DIR)/data; the model was RANDOM ==="
 

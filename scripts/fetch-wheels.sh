@@ -13,14 +13,26 @@
 #
 # Wheels only (--only-binary=:all:), for the image's interpreter: CPython ${TARGET_PY:-3.11}
 # (Debian bookworm) on x86_64 with glibc 2.36, whatever python runs this script.
-# Writes DEST/server-deps.txt (the SERVER_DEPS build argument, one line) and
-# DEST/cpu-build-args.txt (every --build-arg of the CPU variant, one NAME=VALUE a line).
+# Writes DEST/cpu-build-args.txt (every --build-arg of the CPU variant, one NAME=VALUE a line).
 # Idempotent: files already in DEST are not downloaded again.
+#
+# SERVER=personaplex: the PersonaPlex variant instead - the pins of
+# scripts/setup-personaplex-env.sh, the package built into a wheel from the same source that
+# script installs (the vendored archive, sha256 checked, or the pinned GitHub commit), and
+# DEST/personaplex-cpu-build-args.txt.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="${1:-${repo_root}/containers/wheels}"
-setup="${repo_root}/scripts/setup-server-env.sh"
+server="${SERVER:-moshi}"
+case "${server}" in
+    moshi) setup="${repo_root}/scripts/setup-server-env.sh"; args_file="cpu-build-args.txt"
+           launcher="/opt/tiny_moshi/serve.py" ;;
+    personaplex) setup="${repo_root}/scripts/setup-personaplex-env.sh"
+                 args_file="personaplex-cpu-build-args.txt"
+                 launcher="/opt/tiny_personaplex/serve.py" ;;
+    *) printf 'SERVER must be moshi or personaplex\n' >&2; exit 2 ;;
+esac
 python_bin="${PYTHON:-python3}"
 target_py="${TARGET_PY:-3.11}"
 extra_packages=("pyloudnorm>=0.1.1")
@@ -33,6 +45,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 [[ -f "${setup}" ]] || die "missing ${setup} (it holds the server pins)"
 torch_spec="$(sed -n 's/^TORCH_SPEC="\(.*\)"[[:space:]]*$/\1/p' "${setup}")"
 moshi_spec="$(sed -n 's/^MOSHI_SPEC="\(.*\)"[[:space:]]*$/\1/p' "${setup}")"
+if [[ "${server}" == personaplex ]]; then moshi_spec="moshi-personaplex"; fi
 mapfile -t deps < <(sed -n '/^DEPS=(/,/^)/p' "${setup}" | sed -n 's/^[[:space:]]*"\([^"]*\)"[[:space:]]*$/\1/p')
 [[ -n "${torch_spec}" && -n "${moshi_spec}" && ${#deps[@]} -gt 0 ]] ||
     die "cannot read TORCH_SPEC, MOSHI_SPEC and DEPS=( ... ) from ${setup}"
@@ -62,22 +75,40 @@ if [[ -n "$(find "${dest}" -maxdepth 1 -name 'nvidia_*' -print -quit)" ]]; then
 fi
 log "torch done in $(since "${t0}") s"
 
-log "${moshi_spec} without its declared dependencies (it pins torch<2.10)"
+log "${moshi_spec} without its declared dependencies (it pins an older torch)"
 t0=$(now)
-pip_download --no-deps "${moshi_spec}"
+if [[ "${server}" == personaplex ]]; then
+    # not on PyPI: a wheel built from the source setup-personaplex-env.sh installs
+    source "${repo_root}/containers/personaplex/pin.env"
+    archive="${repo_root}/../shared/vendor/personaplex-${PERSONAPLEX_COMMIT}.tar.gz"
+    if [[ -f "${archive}" ]]; then
+        [[ "$(sha256sum "${archive}" | cut -d' ' -f1)" == "${PERSONAPLEX_ARCHIVE_SHA256}" ]] ||
+            die "${archive} does not have the pinned sha256"
+        src="$(mktemp -d)"
+        tar -xzf "${archive}" -C "${src}" --strip-components=1
+        "${python_bin}" -m pip --disable-pip-version-check wheel --quiet --no-deps \
+            --wheel-dir "${dest}" "${src}/moshi"
+        rm -rf "${src}"
+    else
+        "${python_bin}" -m pip --disable-pip-version-check wheel --quiet --no-deps \
+            --wheel-dir "${dest}" \
+            "moshi-personaplex @ git+${PERSONAPLEX_GIT}@${PERSONAPLEX_COMMIT}#subdirectory=moshi"
+    fi
+else
+    pip_download --no-deps "${moshi_spec}"
+fi
 log "its run-time dependencies and ${extra_packages[*]}: ${deps[*]}"
 pip_download "${deps[@]}" "${extra_packages[@]}"
 log "server packages done in $(since "${t0}") s"
 
-printf '%s\n' "${deps[*]}" >"${dest}/server-deps.txt"
 {
     printf 'BASE_IMAGE=%s\n' "fdb-base:bookworm"
     printf 'TORCH_SPEC=%s\n' "${torch_spec}"
     printf 'SERVER_PACKAGE=%s\n' "${moshi_spec}"
     printf 'SERVER_DEPS=%s\n' "${deps[*]}"
-    printf 'SERVER_LAUNCHER=%s\n' "/opt/tiny_moshi/serve.py"
+    printf 'SERVER_LAUNCHER=%s\n' "${launcher}"
     printf 'OFFLINE=%s\n' 1
-} >"${dest}/cpu-build-args.txt"
+} >"${dest}/${args_file}"
 
 count=$(find "${dest}" -maxdepth 1 -name '*.whl' | wc -l)
 log "done in $(since "${t_start}") s: ${count} wheels, $(du -sh --exclude=.keep "${dest}" | cut -f1) in ${dest}"
@@ -85,5 +116,5 @@ log "build the CPU image with:"
 log "  docker build -f containers/Dockerfile -t fdb-server:cpu-test \\"
 while IFS= read -r line; do
     log "    --build-arg '${line}' \\"
-done <"${dest}/cpu-build-args.txt"
+done <"${dest}/${args_file}"
 log "    containers"

@@ -20,8 +20,11 @@ source "${repo_root}/containers/personaplex/pin.env"
 archive="${repo_root}/../shared/vendor/personaplex-${PERSONAPLEX_COMMIT}.tar.gz"
 src_dir="${repo_root}/.cache/personaplex-${PERSONAPLEX_COMMIT:0:12}"
 
-TORCH_SPEC="torch==2.13.0"  # relaxed from <2.5: the CPU build on these machines' disk
-DEPS=(  # moshi-personaplex's own pins, less sounddevice and torch
+# relaxed from <2.5: the CPU build on these machines' disk
+TORCH_SPEC="torch==2.13.0"
+# moshi-personaplex's own pins, less sounddevice and torch; pyloudnorm for custom .wav voices
+# (imported lazily by the server). scripts/fetch-wheels.sh reads these lines.
+DEPS=(
     "numpy>=1.26,<2.2"
     "safetensors>=0.4.0,<0.5"
     "huggingface-hub>=0.24,<0.25"
@@ -29,7 +32,7 @@ DEPS=(  # moshi-personaplex's own pins, less sounddevice and torch
     "sentencepiece==0.2"
     "sphn>=0.1.4,<0.2"
     "aiohttp>=3.10.5,<3.11"
-    "pyloudnorm"  # custom .wav voices (imported lazily by the server)
+    "pyloudnorm"
 )
 
 log() { printf '[setup-personaplex-env] %s\n' "$*"; }

@@ -58,6 +58,12 @@ BUILD_CONTEXT = REPO_ROOT / "containers"
 DOCKERFILE = BUILD_CONTEXT / "Dockerfile"
 WHEELS_DIR = BUILD_CONTEXT / "wheels"
 BUILD_ARGS_FILE = WHEELS_DIR / "cpu-build-args.txt"  # written by fetch-wheels.sh
+# the two CPU variants: the build-arguments file and the setup script holding the pins
+VARIANTS = {
+    "moshi": ("cpu-build-args.txt", "setup-server-env.sh"),
+    "personaplex": ("personaplex-cpu-build-args.txt", "setup-personaplex-env.sh"),
+}
+PERSONAPLEX_CPU_IMAGE = "fdb-server:personaplex-cpu-test"
 
 BASE_IMAGE = "fdb-base:bookworm"
 CPU_IMAGE = "fdb-server:cpu-test"
@@ -160,38 +166,42 @@ def _image_exists(tag: str) -> bool:
     return result.returncode == 0
 
 
-def _wheels_stamp() -> Path:
-    """Marks a complete fetch for the current pins (setup-server-env.sh) and fetch script."""
+def _wheels_stamp(variant: str = "moshi") -> Path:
+    """Marks a complete fetch for the variant's current pins (its setup script) and the fetch
+    script."""
     digest = hashlib.sha256()
-    for script in (SETUP_SERVER_ENV_SCRIPT, FETCH_WHEELS_SCRIPT):
+    for script in (SCRIPTS / VARIANTS[variant][1], FETCH_WHEELS_SCRIPT):
         digest.update(script.read_bytes())
-    return WHEELS_DIR / f".fetched-{digest.hexdigest()[:16]}"
+    return WHEELS_DIR / f".fetched-{variant}-{digest.hexdigest()[:16]}"
 
 
-def cpu_build_args() -> dict[str, str]:
+def cpu_build_args(variant: str = "moshi") -> dict[str, str]:
     """The CPU variant's build arguments, as fetch-wheels.sh wrote them."""
     args: dict[str, str] = {}
-    for line in BUILD_ARGS_FILE.read_text().splitlines():
+    for line in (WHEELS_DIR / VARIANTS[variant][0]).read_text().splitlines():
         if line.strip():
             name, _, value = line.partition("=")
             args[name] = value
     return args
 
 
-def ensure_wheels() -> None:
+def ensure_wheels(variant: str = "moshi") -> None:
     """Every wheel the offline CPU build needs, in containers/wheels (`fetch-wheels.sh`)."""
-    stamp = _wheels_stamp()
-    if stamp.is_file() and BUILD_ARGS_FILE.is_file():
+    stamp = _wheels_stamp(variant)
+    args_file = WHEELS_DIR / VARIANTS[variant][0]
+    if stamp.is_file() and args_file.is_file():
         return
     code, log_path = _run_logged(
-        ["bash", str(FETCH_WHEELS_SCRIPT)], "fetch-wheels.log", FETCH_TIMEOUT_S
+        ["env", f"SERVER={variant}", "bash", str(FETCH_WHEELS_SCRIPT)],
+        f"fetch-wheels-{variant}.log",
+        FETCH_TIMEOUT_S,
     )
-    if code != 0 or not BUILD_ARGS_FILE.is_file():
+    if code != 0 or not args_file.is_file():
         unavailable(
             f"fetch-wheels.sh failed (exit {code}); log {log_path}:\n{_tail(log_path)}",
             f"bash {FETCH_WHEELS_SCRIPT.relative_to(REPO_ROOT)}",
         )
-    for old in WHEELS_DIR.glob(".fetched-*"):
+    for old in WHEELS_DIR.glob(f".fetched-{variant}-*"):
         old.unlink()
     stamp.touch()
 
@@ -211,7 +221,7 @@ def ensure_base_image(tag: str = BASE_IMAGE) -> str:
     return tag
 
 
-def ensure_cpu_image(tag: str = CPU_IMAGE) -> str:
+def ensure_cpu_image(tag: str = CPU_IMAGE, variant: str = "moshi") -> str:
     """The CPU variant of containers/Dockerfile (upstream moshi 0.2.13, CPU torch), built
     offline from the local base image and wheels. Returns `tag`.
 
@@ -222,14 +232,14 @@ def ensure_cpu_image(tag: str = CPU_IMAGE) -> str:
         return tag
     ensure_engine()
     with _locked("cpu-image"):
-        ensure_wheels()
-        args = cpu_build_args()
+        ensure_wheels(variant)
+        args = cpu_build_args(variant)
         ensure_base_image(args.get("BASE_IMAGE", BASE_IMAGE))
         cmd = ["docker", "build", "--force-rm", "-f", str(DOCKERFILE), "-t", tag]
         for name, value in args.items():
             cmd += ["--build-arg", f"{name}={value}"]
         cmd.append(str(BUILD_CONTEXT))
-        code, log_path = _run_logged(cmd, "cpu-image-build.log", BUILD_TIMEOUT_S)
+        code, log_path = _run_logged(cmd, f"cpu-image-build-{variant}.log", BUILD_TIMEOUT_S)
         if code != 0 or not _image_exists(tag):
             raise RuntimeError(
                 f"docker build of {tag} failed (exit {code}); log {log_path}:\n{_tail(log_path)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,3 +89,21 @@ def personaplex_server(
     """The real PersonaPlex server on the tiny model, one process per test module."""
     with tiny_personaplex_server(personaplex_model_dir, tmp_path_factory.mktemp("pp")) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_behind() -> Iterator[None]:
+    """A test that fails mid-run must not leave its `pipeline` subprocess (and so its server)
+    running into the next test: SIGTERM it, which tears its servers down, then kill."""
+    from tests.integration.runs import STARTED
+
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()

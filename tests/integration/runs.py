@@ -16,10 +16,12 @@ import psutil
 
 from tests.real_server import REPO_ROOT
 
+STARTED: list[subprocess.Popen[str]] = []  # what a failed test must not leave running
+
 
 def start(command: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`python -m pipeline COMMAND ARGS`, offline for Hugging Face, output captured."""
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", command, *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -27,6 +29,8 @@ def start(command: str, *args: str, env: dict[str, str] | None = None) -> subpro
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
+    STARTED.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:

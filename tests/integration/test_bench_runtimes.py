@@ -44,10 +44,10 @@ def _local(model: Path, hf: Path) -> RuntimeUnderTest:
     )
 
 
-def _docker(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
+def _docker(model: Path, hf: Path, client: Any, image: str | None = None) -> RuntimeUnderTest:
     from tests.docker_support import docker_tiny_args, ensure_cpu_image
 
-    image = ensure_cpu_image()
+    image = image or ensure_cpu_image()
 
     def containers(run_id: str) -> list[Any]:
         return list(client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}))
@@ -75,12 +75,44 @@ def _local_personaplex(model: Path, hf: Path) -> RuntimeUnderTest:
     )
 
 
-@pytest.fixture(params=["local", "docker", "local-personaplex"])
+def _docker_personaplex(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
+    from tests.docker_support import PERSONAPLEX_CPU_IMAGE, ensure_cpu_image
+
+    image = ensure_cpu_image(PERSONAPLEX_CPU_IMAGE, variant="personaplex")
+    docker = _docker(model, hf, client, image)
+    args = [
+        "--runtime", "docker", "--image", image, "--gpus", "none", "--profile", "personaplex",
+        "--port", "0", "--hf-cache", str(hf), "--mount", f"{model}:{model}",
+        "--server-command", f"python /opt/tiny_personaplex/serve.py --tiny-model {model}",
+        "--server-arg=--device=cpu", f"--server-arg=--moshi-weight={model / 'model.safetensors'}",
+    ]  # fmt: skip
+    return RuntimeUnderTest(
+        "docker-personaplex",
+        lambda run: ["--run-dir", str(run), *args],
+        docker.kill_server,
+        docker.left_behind,
+    )
+
+
+@pytest.fixture(params=["local", "docker", "local-personaplex", "docker-personaplex"])
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeUnderTest]:
     hf = tmp_path / "hf"
     if request.param == "local-personaplex":  # NVIDIA's server, its own profile
         model = request.getfixturevalue("personaplex_model_dir")
         yield _local_personaplex(model, hf)
+        return
+    if request.param == "docker-personaplex":
+        import docker as docker_py
+
+        from tests.docker_support import ensure_engine
+
+        ensure_engine()
+        model = request.getfixturevalue("personaplex_model_dir")
+        pp_client = docker_py.from_env()
+        try:
+            yield _docker_personaplex(model, hf, pp_client)
+        finally:
+            pp_client.close()
         return
     model = request.getfixturevalue("tiny_model_dir").resolve()
     if request.param == "local":
