@@ -42,7 +42,10 @@ def lines(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "samples.jsonl"
     if not path.exists():
         return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    text = path.read_text()
+    if not text.endswith("\n"):  # a record being written: not there yet
+        text = text[: text.rfind("\n") + 1]
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
 def manifest(run_dir: Path) -> dict[str, Any]:
