@@ -43,10 +43,10 @@ Input garbage (a ``0x01`` payload that is not Ogg; the reader only notices once 
 27 bytes of a page header, so a shorter garbage payload fails on the *next* message):
   * moshi (sphn 0.2): ``ValueError: unexpected ogg capture pattern`` escapes the handler
     -> the client sees an abrupt close, 1006.
-  * PersonaPlex pins sphn < 0.2, whose reader decodes in a worker thread that just exits on the
-    parse error; ``read_pcm()`` then returns ``None`` and the model loop dies with
-    ``AttributeError``, after which the server closes the socket *normally* (code 1000) and output
-    not yet flushed is lost.  The fake reproduces that (the client sees ``ConnectionClosedOK``).
+  * PersonaPlex (sphn 0.1) skips what is not an Ogg page and resyncs on the next capture
+    pattern: the session goes on, every frame is answered (measured on NVIDIA's server at the
+    pinned commit: 20 frames with a garbage message after the 6th -> 20 frames back).  The fake
+    drops a payload that does not start with ``OggS`` (the client sends whole pages).
 
 One ``0x01`` message holding more than 5 s of audio (120 000 samples): sphn 0.2's
 ``append_bytes`` raises ``ValueError: opus_decode_float: invalid argument``, so upstream moshi
@@ -187,10 +187,6 @@ class SessionRecord:
     ended_at: float | None = None
 
 
-class _ReaderDied(Exception):
-    """PersonaPlex (sphn < 0.2): the Ogg reader thread exited, read_pcm() now returns None."""
-
-
 class _Session:
     """Per-session state shared by the loops of one handler."""
 
@@ -205,7 +201,6 @@ class _Session:
         self.writer = sphn.OpusStreamWriter(SAMPLE_RATE)
         self.pcm = np.zeros(0, dtype=np.float32)
         self.pending = bytearray()  # PersonaPlex: Ogg bytes not flushed yet
-        self.reader_error: ValueError | None = None
         self.deaf = False  # stalled without reading
         self.frames_new = asyncio.Event()
 
@@ -562,12 +557,9 @@ class FakeServer:
             if msg.type != WSMsgType.BINARY or not msg.data:
                 continue
             data: bytes = msg.data
-            if data[0] != 1 or st.reader_error is not None:
-                continue
-            try:
-                st.feed(data[1:], chunked=True)
-            except ValueError as exc:  # sphn<0.2: the decoder thread exits silently
-                st.reader_error = exc
+            if data[0] != 1 or not data[1:].startswith(b"OggS"):
+                continue  # sphn 0.1 skips what is not a page and resyncs on the next one
+            st.feed(data[1:], chunked=True)
             st.frames_new.set()
 
     async def _pp_model(self, st: _Session) -> None:
@@ -586,11 +578,6 @@ class FakeServer:
                 st.pending += data
                 if await st.apply_faults():
                     return await self._stalled(st)
-            if st.reader_error is not None:
-                raise AttributeError(
-                    "'NoneType' object has no attribute 'shape' "
-                    f"(Ogg reader died on ValueError: {st.reader_error})"
-                )
             await asyncio.sleep(_TICK_S)
 
     async def _stalled(self, st: _Session) -> None:

@@ -5,6 +5,7 @@ resume skips, real-time pacing records lag, and `bench` runs it end to end, on l
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
@@ -147,3 +148,30 @@ async def test_what_crashes_the_real_server_before_the_handshake(
     url = session_url(personaplex_server.address, "personaplex", "NATF2.pt", "You are a test.")
     result = await run_session(url, frames, PROFILE_SPECS["personaplex"], timeouts=TIMEOUTS)
     assert result.frames_received == 3  # the next session is served
+
+
+async def test_client_garbage_is_skipped_and_every_frame_answered(
+    personaplex_server: RunningServer,
+) -> None:
+    """NVIDIA's server (sphn 0.1) skips an audio message that is not Ogg and resyncs on the
+    next page: the session goes on and N frames still give N (the fake follows this)."""
+    import websockets
+
+    from pipeline.stream.opus import OggOpusDecoder, OggOpusEncoder
+
+    n, decoded = 12, 0
+    url = session_url(personaplex_server.address, "personaplex", "NATF2.pt", "You are a test.")
+    frames = (0.1 * np.random.default_rng(1).standard_normal((n, FRAME_SAMPLES))).astype("float32")
+    encoder, decoder = OggOpusEncoder(), OggOpusDecoder()
+    async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
+        assert await asyncio.wait_for(ws.recv(), 120) == b"\x00"
+        for i, frame in enumerate(frames):
+            await ws.send(b"\x01" + encoder.encode(frame))
+            if i == 4:
+                await ws.send(b"\x01" + b"this is not an Ogg page, just garbage bytes")
+        while decoded < n * FRAME_SAMPLES:
+            msg = await asyncio.wait_for(ws.recv(), 60)
+            assert isinstance(msg, bytes)
+            if msg[0] == 1:
+                decoded += decoder.feed(msg[1:]).size
+    assert decoded == n * FRAME_SAMPLES
