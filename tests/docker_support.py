@@ -53,11 +53,9 @@ SCRIPTS = REPO_ROOT / "scripts"
 ENGINE_SCRIPT = SCRIPTS / "docker-engine.sh"
 BASE_IMAGE_SCRIPT = SCRIPTS / "build-base-image.sh"
 FETCH_WHEELS_SCRIPT = SCRIPTS / "fetch-wheels.sh"
-SETUP_SERVER_ENV_SCRIPT = SCRIPTS / "setup-server-env.sh"
 BUILD_CONTEXT = REPO_ROOT / "containers"
 DOCKERFILE = BUILD_CONTEXT / "Dockerfile"
 WHEELS_DIR = BUILD_CONTEXT / "wheels"
-BUILD_ARGS_FILE = WHEELS_DIR / "cpu-build-args.txt"  # written by fetch-wheels.sh
 # the two CPU variants: the build-arguments file and the setup script holding the pins
 VARIANTS = {
     "moshi": ("cpu-build-args.txt", "setup-server-env.sh"),

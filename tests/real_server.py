@@ -170,7 +170,16 @@ def tiny_moshi_server(
         env=env,
         run_id=f"tiny-{port}",
     )
-    backend = LocalProcessBackend(spec, log_dir or Path(tempfile.mkdtemp(prefix="tiny-moshi-")))
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="tiny-moshi-"))
+    with _serving(spec, log_dir, startup_timeout_s) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(spec: ServerSpec, log_dir: Path, startup_timeout_s: float) -> Iterator[RunningServer]:
+    """A server through the project's own local-process backend and readiness probe (what
+    `bench --runtime local` uses), stopped when the block exits."""
+    backend = LocalProcessBackend(spec, log_dir)
     backend.start()
     try:
         wait_ready(backend, startup_timeout_s)
@@ -264,10 +273,5 @@ def tiny_personaplex_server(model_dir: Path, log_dir: Path) -> Iterator[RunningS
         env={"HF_HUB_OFFLINE": "1", "NO_TORCH_COMPILE": "1"},
         run_id=f"tiny-personaplex-{port}",
     )
-    backend = LocalProcessBackend(spec, log_dir)
-    backend.start()
-    try:
-        wait_ready(backend, STARTUP_TIMEOUT_S)
-        yield RunningServer(backend)
-    finally:
-        backend.stop(STOP_GRACE_S)
+    with _serving(spec, log_dir, STARTUP_TIMEOUT_S) as server:
+        yield server

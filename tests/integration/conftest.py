@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.dataset.synthesize import SynthSpec, synthesize
+from tests.conftest import in_ci
 from tests.real_server import (
     PERSONAPLEX_PYTHON_ENV,
     PERSONAPLEX_SETUP_COMMAND,
@@ -30,21 +30,25 @@ from tests.real_server import (
 TINY_MODEL_CACHE = REPO_ROOT / ".cache" / "tiny-moshi"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+def require_server_venv(what: str, available: bool, python: Path, setup: str, env: str) -> None:
+    """A missing server venv skips the test on a workstation and fails it in CI."""
+    if available:
+        return
+    message = (
+        f"the {what} server venv is missing ({python} not found); create it with `{setup}`"
+        f" or set {env}"
+    )
+    if in_ci():
+        pytest.fail(message + " (CI must not skip the integration tests)")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """Random tiny Moshi model (generated once, cached under <repo>/.cache/tiny-moshi)."""
-    if not server_python_available():
-        message = (
-            f"the moshi server venv is missing ({server_python()} not found); "
-            f"create it with `{SETUP_COMMAND}` or set {SERVER_PYTHON_ENV}"
-        )
-        if _in_ci():
-            pytest.fail(message + " (CI must not skip the integration tests)")
-        pytest.skip(message)
+    require_server_venv(
+        "moshi", server_python_available(), server_python(), SETUP_COMMAND, SERVER_PYTHON_ENV
+    )
     return ensure_tiny_model(TINY_MODEL_CACHE)
 
 
@@ -71,14 +75,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def personaplex_model_dir() -> Path:
     """NVIDIA's PersonaPlex server venv and a tiny random model for it (made once, cached)."""
-    if not personaplex_available():
-        message = (
-            f"the PersonaPlex server venv is missing ({personaplex_python()} not found); create"
-            f" it with `{PERSONAPLEX_SETUP_COMMAND}` or set {PERSONAPLEX_PYTHON_ENV}"
-        )
-        if _in_ci():
-            pytest.fail(message + " (CI must not skip the integration tests)")
-        pytest.skip(message)
+    require_server_venv(
+        "PersonaPlex",
+        personaplex_available(),
+        personaplex_python(),
+        PERSONAPLEX_SETUP_COMMAND,
+        PERSONAPLEX_PYTHON_ENV,
+    )
     return ensure_tiny_personaplex(REPO_ROOT / ".cache" / "tiny-personaplex")
 
 

@@ -18,15 +18,13 @@ import pytest
 
 from pipeline.dataset.discovery import discover
 from pipeline.server.cleanup import find_processes
+from pipeline.server.preflight import BUILTIN_VOICES
 from pipeline.stream.protocol import FRAME_SAMPLES, PROFILE_SPECS, session_url
 from pipeline.stream.session import Timeouts, run_session
 from tests.integration.runs import finish, lines, manifest, start, wait_for
 from tests.real_server import RunningServer, tiny_personaplex_bench_args
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-BUILTIN = [
-    f"{k}{i}.pt" for k, n in (("NATF", 4), ("NATM", 4), ("VARF", 5), ("VARM", 5)) for i in range(n)
-]
 TIMEOUTS = Timeouts(connect_s=30, handshake_s=120, stall_s=60)
 
 
@@ -76,7 +74,7 @@ def test_realtime_pacing_records_lag(
         assert 0 < r["lag"]["p50_s"] <= r["lag"]["p95_s"] <= r["lag"]["max_s"] <= r["stream_s"]
 
 
-@pytest.mark.parametrize("voice", [*BUILTIN, "custom.wav"])
+@pytest.mark.parametrize("voice", [*BUILTIN_VOICES, "custom.wav"])
 async def test_every_builtin_voice_and_a_custom_wav_voice(
     personaplex_server: RunningServer, voice: str
 ) -> None:
