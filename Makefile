@@ -24,7 +24,7 @@ ARGS ?=
 DEMO_DIR ?= .cache/demo
 TINY_MODEL := $(abspath .cache/tiny-moshi/demo)
 TINY_PERSONAPLEX := $(abspath .cache/tiny-personaplex/demo)
-TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/config.json \
+TINY_FLAGS = --server-arg=--config-path=$(TINY_MODEL)/config.json \
 	--server-arg=--moshi-weight=$(TINY_MODEL)/model.safetensors \
 	--server-arg=--mimi-weight=$(TINY_MODEL)/mimi.safetensors \
 	--server-arg=--tokenizer=$(TINY_MODEL)/tokenizer.model
@@ -136,12 +136,12 @@ ifeq ($(RUNTIME),docker)
 		--image $(PERSONAPLEX_CPU_IMAGE) --gpus none --profile personaplex --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_PERSONAPLEX):$(TINY_PERSONAPLEX) \
 		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
-		--server-arg=--device=cpu --server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
+		--server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
 		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
-		--server-arg=--device=cpu --server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
+		--server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
 endif
 endif
 	@echo "=== DEMO done: outputs beside the inputs in $(DEMO_DIR)/data; the model was RANDOM ==="

@@ -18,8 +18,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import os
 import tomllib
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -42,6 +44,8 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 DEFAULT_VOICE_PROMPT = "NATF2.pt"
 DEFAULT_TEXT_PROMPT = "You are a helpful and friendly assistant."
 DEFAULT_HF_REPO = "nvidia/personaplex-7b-v1"
+DEVICE_FLAG = "--device"  # the servers' device flag (both default to cuda)
+CPU_DEVICE = "cpu"
 
 Group = Literal["server", "dataset", "session", "records"]
 GROUPS: tuple[str, ...] = get_args(Group)  # the order of the groups in the help
@@ -86,21 +90,29 @@ def option(
 
     A mutable default (a dict) is copied for each instance.
     """
-    meta = {
-        _METADATA_KEY: Option(
-            help=help,
-            group=group,
-            flags=flags,
-            metavar=metavar,
-            shown_default=shown_default,
-            toml_aliases=toml_aliases,
-            commands=commands,
-        )
-    }
+    opt = Option(help, group, flags, metavar, shown_default, toml_aliases, commands)
+    meta = {_METADATA_KEY: opt}
     if isinstance(default, dict | list | set):
         factory = functools.partial(copy.copy, default)
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def computed_option(factory: Callable[[], _T], *, shown_default: str, **how: Any) -> _T:
+    """A settings field whose default is computed for each instance (from the environment);
+    ``shown_default`` says how, ``how`` as for :func:`option`."""
+    opt = Option(shown_default=shown_default, **how)
+    return dataclasses.field(default_factory=factory, metadata={_METADATA_KEY: opt})
+
+
+def default_hf_home() -> Path:
+    """The Hugging Face home as huggingface_hub finds it: ``$HF_HOME``, else
+    ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``."""
+    env = os.environ
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser()
+    cache = env.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache).expanduser() / "huggingface"
 
 
 @dataclass(frozen=True)
@@ -404,12 +416,13 @@ class BenchSettings(InferSettings):
         group="server",
         help="one warm-up session per server before the samples; --no-warmup skips it",
     )
-    hf_cache: Path = option(
-        Path("~/.cache/huggingface"),
+    hf_cache: Path = computed_option(
+        default_hf_home,  # read when the settings are made: a user's HF_HOME wins
         flags=("--hf-cache",),
         metavar="DIR",
+        shown_default="$HF_HOME, else ~/.cache/huggingface",
         group="server",
-        help="Hugging Face cache, mounted into the container as HF_HOME",
+        help="Hugging Face cache, the server's HF_HOME (mounted into a container)",
     )
     hf_repo: str = option(
         "",
@@ -452,8 +465,24 @@ class BenchSettings(InferSettings):
         """The GPU of each server (None: CPU, for devices named cpu, cpu0, cpu1, ...)."""
         return [None if d.startswith("cpu") else d for d in self.devices()]
 
+    def server_device(self) -> str | None:
+        """The device a `--server-arg=--device=X` (or `--device`, `X`) asks for, if any."""
+        args = self.server_args
+        for i, arg in enumerate(args):
+            if arg.startswith(f"{DEVICE_FLAG}="):
+                return arg.split("=", 1)[1]
+            if arg == DEVICE_FLAG and i + 1 < len(args):
+                return args[i + 1]
+        return None
+
     def validate(self) -> BenchSettings:
         super().validate()
+        asked = self.server_device()
+        if None in self.gpu_list() and asked not in (None, CPU_DEVICE):
+            raise ConfigError(
+                f"gpus {self.gpus!r} runs a server on the CPU, but a server_arg asks for"
+                f" {DEVICE_FLAG} {asked}: drop that --server-arg, or give --gpus GPU indices"
+            )
         if not 0 <= self.port < 65536:
             raise ConfigError(f"port {self.port} is not a TCP port; use 1-65535, or 0 for free")
         for name in ("startup_timeout_s", "stop_grace_s"):

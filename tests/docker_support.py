@@ -45,6 +45,7 @@ from tests.real_server import (
     REPO_ROOT,
     TINY_MOSHI_DIR,
     ensure_tiny_model,
+    model_file_flags,
     server_python_available,
     tiny_model_flags,
 )
@@ -428,5 +429,5 @@ def docker_tiny_args(image: str, model: Path, run_dir: Path, hf_cache: Path) -> 
         "--port", "0", "--run-dir", str(run_dir), "--hf-cache", str(hf_cache),
         "--mount", f"{model}:{model}",
         "--server-command", "python /opt/tiny_moshi/serve.py",
-        *[f"--server-arg={flag}" for flag in tiny_model_flags(model)],
+        *[f"--server-arg={flag}" for flag in model_file_flags(model)],
     ]  # fmt: skip

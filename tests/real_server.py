@@ -114,6 +114,11 @@ def tiny_model_flags(model_dir: Path) -> list[str]:
     return server_args(model_dir, 0)[6:]
 
 
+def model_file_flags(model_dir: Path) -> list[str]:
+    """The server flags that name every model file; `bench --gpus none` adds `--device cpu`."""
+    return server_args(model_dir, 0)[8:]
+
+
 @dataclass
 class RunningServer:
     backend: LocalProcessBackend
@@ -197,7 +202,7 @@ def tiny_bench_args(model_dir: Path) -> list[str]:
         "moshi",
         "--server-command",
         f"{server_python()} {SERVE}",
-        *[f"--server-arg={flag}" for flag in tiny_model_flags(model_dir.resolve())],
+        *[f"--server-arg={flag}" for flag in model_file_flags(model_dir.resolve())],
     ]
 
 
@@ -253,11 +258,11 @@ def personaplex_command(model_dir: Path) -> list[str]:
 
 def tiny_personaplex_bench_args(model_dir: Path) -> list[str]:
     """`bench` options that run the tiny real PersonaPlex server as a local process (the weight
-    flag tells bench the weights are local: no token, no download)."""
+    flag tells bench the weights are local: no token, no download; `--gpus none` gives it
+    `--device cpu`: PersonaPlex's default is cuda)."""
     return [
         "--runtime", "local", "--profile", "personaplex",
         "--server-command", " ".join(personaplex_command(model_dir)),
-        "--server-arg=--device=cpu",
         f"--server-arg=--moshi-weight={model_dir.resolve() / 'model.safetensors'}",
     ]  # fmt: skip
 

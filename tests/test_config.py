@@ -158,3 +158,31 @@ def test_a_voice_that_names_no_voice_file_is_refused_by_both_commands(command: s
         build_parser().parse_args([command, "--voice", "x", "--profile", "moshi"])
     )
     assert resolve(moshi).profile == "moshi"
+
+
+def test_hf_home_beats_the_built_in_cache_and_loses_to_an_explicit_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clusters point HF_HOME at scratch: a run that names no cache uses it; --hf-cache or the
+    file's hf_cache still win over it."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("HF_HOME", raising=False)
+    assert resolve_bench_settings({}).hf_cache == Path("~/.cache/huggingface").expanduser()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # as huggingface_hub reads it
+    assert resolve_bench_settings({}).hf_cache == tmp_path / "xdg" / "huggingface"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "scratch"))
+    assert resolve_bench_settings({}).hf_cache == tmp_path / "scratch"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('hf_cache = "from-file"\n')
+    assert resolve_bench_settings({}, cfg).hf_cache == tmp_path / "from-file"
+    given = {"hf_cache": str(tmp_path / "given")}
+    assert resolve_bench_settings(given, cfg).hf_cache == tmp_path / "given"
+
+
+@pytest.mark.parametrize("server_args", [["--device=cuda"], ["--device", "cuda:1"]])
+def test_a_cpu_server_asked_for_another_device_is_a_usage_error(server_args: list[str]) -> None:
+    with pytest.raises(ConfigError, match=r"gpus 'none' runs a server on the CPU.*--device cuda"):
+        resolve_bench_settings({"gpus": "none", "server_args": server_args})
+    ok = resolve_bench_settings({"gpus": "none", "server_args": ["--device=cpu"]})
+    assert ok.server_device() == "cpu"
+    assert resolve_bench_settings({"gpus": "0", "server_args": server_args}).server_device()

@@ -138,6 +138,7 @@ class ServerBackend(abc.ABC):
             "command": [redact(a) for a in self.spec.command],
             "port": self.port,
             "gpu": self.spec.gpu,
+            "device": "cpu" if self.spec.gpu is None else f"gpu {self.spec.gpu}",
             "env": self.spec.public_env(),
             "log": str(self.log_path),
             "restarts": self.restarts,

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import DEFAULT_HF_REPO, BenchSettings
+from pipeline.config import CPU_DEVICE, DEFAULT_HF_REPO, DEVICE_FLAG, BenchSettings
 from pipeline.server.base import RUN_ID_ENV, ServerBackend, ServerSpec
 from pipeline.server.preflight import (
     GpuFacts,
@@ -49,7 +49,9 @@ def uses_local_weights(settings: BenchSettings) -> bool:
     return any(a.split("=")[0] in LOCAL_WEIGHT_FLAGS for a in settings.server_args)
 
 
-def server_command(settings: BenchSettings, view: ServerView, port: int) -> list[str]:
+def server_command(
+    settings: BenchSettings, view: ServerView, port: int, gpu: str | None
+) -> list[str]:
     """`python -m moshi.server` (or --server-command) with the flags this tool controls."""
     base = shlex.split(settings.server_command) or [view.python, "-m", "moshi.server"]
     # A literal IP: PersonaPlex resolves localhost/0.0.0.0 through a UDP socket to 8.8.8.8,
@@ -59,15 +61,30 @@ def server_command(settings: BenchSettings, view: ServerView, port: int) -> list
         args += ["--hf-repo", settings.hf_repo]
     if view.voice_dir is not None:
         args += ["--voice-prompt-dir", view.voice_dir]
-    return [*base, *args, *settings.server_args]
+    return [*base, *args, *device_args(settings, gpu), *settings.server_args]
 
 
-def server_env(run_id: str, hf_home: str) -> dict[str, str]:
-    """The server's environment: ours, the user's Hugging Face settings, and the token (which
-    is shown nowhere: ServerSpec.public_env masks it)."""
+def device_args(settings: BenchSettings, gpu: str | None) -> list[str]:
+    """A CPU server is told so (both servers default to `--device cuda`), unless a --server-arg
+    already says it (BenchSettings.validate refuses any other device for a CPU server); a GPU
+    server keeps its default and sees only its card."""
+    if gpu is None and settings.server_device() is None:
+        return [DEVICE_FLAG, CPU_DEVICE]
+    return []
+
+
+def device_env(gpu: str | None) -> dict[str, str]:
+    """A CPU server sees no GPU: none for CUDA, none for the NVIDIA container runtime (where it
+    is Docker's default runtime an image's NVIDIA_VISIBLE_DEVICES=all would show every card)."""
+    return {} if gpu is not None else {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
+
+
+def server_env(run_id: str, hf_home: str, hf_cache: Path | None = None) -> dict[str, str]:
+    """The server's environment: ours, the user's Hugging Face settings, and the token (from
+    the environment or a saved login; shown nowhere: ServerSpec.public_env masks it)."""
     env = {"NO_TORCH_COMPILE": "1", RUN_ID_ENV: run_id, "HF_HOME": hf_home}
     env.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
-    token = hf_token()
+    token = hf_token(hf_cache)
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -108,14 +125,14 @@ def _backends(
     """One backend per device, each on its port."""
     gpus = settings.gpu_list()
     view = runtime.view(hf_cache, voice)
-    env = {**server_env(run_id, view.hf_home), **view.env}
+    env = {**server_env(run_id, view.hf_home, hf_cache), **view.env}
     return [
         runtime.backend(
             ServerSpec(
-                command=server_command(settings, view, view.inner_port or port),
+                command=server_command(settings, view, view.inner_port or port, gpu),
                 port=port,
                 gpu=gpu,
-                env=dict(env),
+                env={**env, **device_env(gpu)},
                 mounts=dict(view.mounts),
                 run_id=run_id,
                 index=index,

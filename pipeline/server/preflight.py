@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from pipeline.config import default_hf_home
 from pipeline.server.base import PreflightError
 from pipeline.stream.protocol import VOICE_SUFFIXES
 
@@ -157,8 +158,34 @@ def require_nvidia_smi(runtime: str) -> GpuFacts:
     return facts
 
 
-def hf_token() -> str | None:
-    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def token_files(hf_cache: Path | None = None) -> list[Path]:
+    """Where `hf auth login` (`huggingface-cli login`) saves the token, in the order
+    huggingface_hub reads it: ``$HF_TOKEN_PATH``, else the user's HF_HOME; then the cache the
+    server is given (its own HF_HOME)."""
+    named = os.environ.get("HF_TOKEN_PATH")
+    files = [Path(named).expanduser()] if named else [default_hf_home() / "token"]
+    if hf_cache is not None and hf_cache.expanduser() / "token" not in files:
+        files.append(hf_cache.expanduser() / "token")
+    return files
+
+
+def hf_token(hf_cache: Path | None = None) -> str | None:
+    """The user's Hugging Face token: the environment first, then a saved login's token file.
+    It goes to the server's environment only; never to argv, a log or the manifest."""
+    for name in TOKEN_ENV:
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip()
+    for path in token_files(hf_cache):
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if token:
+            return token
+    return None
 
 
 def repo_cache_dir(hf_cache: Path, repo: str) -> Path:
@@ -180,14 +207,16 @@ def weights_cached(hf_cache: Path, repo: str) -> bool:
 
 
 def check_weights(hf_cache: Path, repo: str, local_weights: bool) -> None:
-    """HF_TOKEN is needed only to download gated weights that are not cached yet."""
-    if local_weights or hf_token() or weights_cached(hf_cache, repo):
+    """A token is needed only to download gated weights that are not cached yet."""
+    if local_weights or hf_token(hf_cache) or weights_cached(hf_cache, repo):
         return
+    files = " or ".join(str(p) for p in token_files(hf_cache))
     raise PreflightError(
-        f"HF_TOKEN is not set and the weights of {repo} are not in the Hugging Face cache"
-        f" {hf_cache.expanduser()}: accept the licence at https://huggingface.co/{repo}, then"
-        " `export HF_TOKEN=...` (it is passed to the server only, never logged), or point"
-        " --hf-cache at a cache that holds them"
+        f"no Hugging Face token (HF_TOKEN is not set, no token file at {files}) and the weights"
+        f" of {repo} are not in the Hugging Face cache {hf_cache.expanduser()}: accept the"
+        f" licence at https://huggingface.co/{repo}, then `hf auth login` or `export"
+        " HF_TOKEN=...` (it is passed to the server only, never logged), or point --hf-cache"
+        " (or HF_HOME) at a cache that holds them"
     )
 
 

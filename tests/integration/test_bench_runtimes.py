@@ -84,7 +84,7 @@ def _docker_personaplex(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
         "--runtime", "docker", "--image", image, "--gpus", "none", "--profile", "personaplex",
         "--port", "0", "--hf-cache", str(hf), "--mount", f"{model}:{model}",
         "--server-command", f"python /opt/tiny_personaplex/serve.py --tiny-model {model}",
-        "--server-arg=--device=cpu", f"--server-arg=--moshi-weight={model / 'model.safetensors'}",
+        f"--server-arg=--moshi-weight={model / 'model.safetensors'}",
     ]  # fmt: skip
     return RuntimeUnderTest(
         "docker-personaplex",

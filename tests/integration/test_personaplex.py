@@ -118,6 +118,11 @@ def test_bench_local_end_to_end_on_loopback_only(
     assert {r["status"] for r in lines(run)} == {"ok"}
     assert "Running on" in Path(m["servers"][0]["log"]).read_text()
     assert find_processes(m["run_id"]) == []
+    # --gpus none alone (no --server-arg=--device=cpu) runs NVIDIA's server, whose default
+    # device is cuda, on the CPU with no GPU visible; the manifest says so
+    server = m["servers"][0]
+    assert server["device"] == "cpu" and server["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert server["command"][server["command"].index("--device") + 1] == "cpu"
 
 
 @pytest.mark.parametrize(

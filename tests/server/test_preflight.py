@@ -47,6 +47,7 @@ def test_token_needed_only_for_uncached_weights(
 ) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN_PATH", str(tmp_path / "no-saved-login"))
     repo = "nvidia/personaplex-7b-v1"
     with pytest.raises(PreflightError, match=r"HF_TOKEN is not set.*accept the licence"):
         check_weights(tmp_path, repo, local_weights=False)
