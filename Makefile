@@ -4,12 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 SERVER_VENV ?= .venv-server
 PERSONAPLEX_VENV ?= .venv-personaplex
+LOWEST_VENV ?= .venv-lowest
+UV_SPEC := uv==0.13.9
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint bench-client \
+.PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint \
+	lowest-env test-floors bench-client \
 	bench-encoder bench-orchestration \
 	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
@@ -32,6 +35,8 @@ TINY_FLAGS = --server-arg=--config-path=$(TINY_MODEL)/config.json \
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# Every set-up step is idempotent: a second call costs seconds (dpkg -s, stamp files, `docker
+# info`), so `make demo` and `make test` each install what they need on a bare machine.
 setup: system-packages venv server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
@@ -48,26 +53,55 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-server-env: ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
-	bash scripts/setup-server-env.sh $(SERVER_VENV)
+server-env: $(SERVER_VENV)/.installed ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
 
-personaplex-env: ## a separate venv with NVIDIA's PersonaPlex server (pinned commit, CPU torch)
+$(SERVER_VENV)/.installed: scripts/setup-server-env.sh
+	bash scripts/setup-server-env.sh $(SERVER_VENV)
+	touch $@
+
+personaplex-env: $(PERSONAPLEX_VENV)/.installed ## a separate venv with NVIDIA's PersonaPlex server (pinned commit, CPU torch)
+
+$(PERSONAPLEX_VENV)/.installed: scripts/setup-personaplex-env.sh containers/personaplex/pin.env
 	bash scripts/setup-personaplex-env.sh $(PERSONAPLEX_VENV)
+	touch $@
 
 docker-engine: ## install and start a local Docker engine (tests, CPU image)
 	bash scripts/docker-engine.sh start
 
-test: venv ## run every test (integration tests need `make setup` first; CI never skips them)
+test: setup ## install what the tests need, then run every test (CI never skips one)
 	$(PY) -m pytest -ra
 
 test-unit: venv ## only the fast tests
 	$(PY) -m pytest -ra -m "not integration and not slow"
 
+# the lint, with the tools of the venv $(1)
+define lint_with
+	$(1)/bin/ruff check pipeline tests scripts containers
+	$(1)/bin/ruff format --check pipeline tests scripts containers
+	$(1)/bin/mypy
+	$(1)/bin/lint-imports --no-cache
+endef
+
 lint: venv ## ruff + mypy --strict + the import contracts of the layout
-	$(VENV)/bin/ruff check pipeline tests scripts containers
-	$(VENV)/bin/ruff format --check pipeline tests scripts containers
-	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports --no-cache
+	$(call lint_with,$(VENV))
+
+# The lowest versions pyproject.toml allows for each direct dependency (uv's lowest-direct
+# resolution; uv itself is only the installer here). SSL_CERT_FILE: uv trusts the system's CA
+# bundle as pip does (where the machine has one).
+lowest-env: $(LOWEST_VENV)/.installed ## a venv with the lowest allowed version of each dependency
+
+$(LOWEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv --clear $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q '$(UV_SPEC)'
+	$(if $(wildcard /etc/ssl/certs/ca-certificates.crt),SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt) \
+		$(LOWEST_VENV)/bin/uv pip install -q --python $(LOWEST_VENV)/bin/python \
+		--resolution lowest-direct -e '.[test]'
+	touch $@
+
+test-floors: system-packages lowest-env ## prove the floors: unit tests and lint on the lowest allowed versions
+	$(LOWEST_VENV)/bin/python scripts/check_floors.py
+	$(LOWEST_VENV)/bin/python -m pytest -ra -p no:cacheprovider -m "not integration and not slow"
+	$(call lint_with,$(LOWEST_VENV))
 
 bench-client: venv ## client throughput and memory against a zero-cost echo server
 	$(PY) scripts/bench_client.py
@@ -110,7 +144,7 @@ tiny-personaplex: personaplex-env
 	$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/make_tiny_personaplex.py $(TINY_PERSONAPLEX)
 
 PROFILE ?= personaplex
-demo: venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker)
+demo: system-packages venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker)
 	@echo "=== DEMO: the model has RANDOM weights - the outputs are noise, the pipeline is real ==="
 	$(PY) -m pipeline synth-data --out $(DEMO_DIR)/data --per-task 1
 ifeq ($(PROFILE),moshi)
