@@ -18,6 +18,7 @@ import numpy as np
 from pipeline import signals
 from pipeline.config import ConfigError, InferSettings
 from pipeline.dataset.discovery import Sample, discover
+from pipeline.dataset.writable import require_writable
 from pipeline.results.outputs import ALIGNMENT_DOC
 from pipeline.results.records import RunRecords, RunStatus, SampleRecord, new_run_id
 from pipeline.run.batch import run_batch
@@ -102,6 +103,7 @@ def execute_run(
     t_command = time.monotonic() if t_command is None else t_command
     observer = observer or RunObserver()
     todo = list(samples) if samples is not None else plan(settings)
+    require_writable(todo)  # before any server starts: outputs go beside the inputs
     run_id = new_run_id()
     records = RunRecords(settings.run_dir or default_run_dir(run_id), run_id)
     outcome = RunOutcome(run_id, records)
