@@ -79,6 +79,10 @@ def test_docker_end_to_end(
     (server,) = m["servers"]
     assert server["image_id"].startswith("sha256:") and server["network_mode"] == "bridge"
     assert server["command"][:2] == ["python", "/opt/tiny_moshi/serve.py"]
+    # --gpus none alone: the server is told --device cpu (its default is cuda) and sees no GPU
+    assert server["command"][server["command"].index("--device") + 1] == "cpu"
+    assert server["device"] == "cpu" and server["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    assert server["env"]["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert "Running on" in Path(server["log"]).read_text()  # log saved before removal
     assert containers_of(client, m["run_id"]) == []  # nothing left
     for r in recs:
