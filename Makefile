@@ -20,6 +20,8 @@ SIF ?= personaplex.sif
 DATA ?=
 RUNTIME ?=
 GPUS ?= 0
+# v1.5: both passes (input.wav and clean_input.wav); a v1.0 task gets its one pass
+PREFIX ?= both
 ARGS ?=
 DEMO_DIR ?= .cache/demo
 TINY_MODEL := $(abspath .cache/tiny-moshi/demo)
@@ -101,7 +103,7 @@ sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --
 bench: venv ## benchmark: make bench DATA=/path/to/v1.5 [RUNTIME=docker|apptainer|local] [GPUS=0,1]
 	@test -n "$(DATA)" || { echo "usage: make bench DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...]"; exit 2; }
 	$(PY) -m pipeline bench --root $(DATA) --runtime $(or $(RUNTIME),docker) --gpus $(GPUS) \
-		$(if $(filter apptainer,$(RUNTIME)),--sif $(SIF),--image $(IMAGE)) $(ARGS)
+		--prefix $(PREFIX) $(if $(filter apptainer,$(RUNTIME)),--sif $(SIF),--image $(IMAGE)) $(ARGS)
 
 tiny-model: server-env
 	$(SERVER_VENV)/bin/python containers/tiny_moshi/make_tiny_model.py $(TINY_MODEL)

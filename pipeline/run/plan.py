@@ -49,6 +49,9 @@ def hand_on(rest: Sequence[Sample], survivors: Sequence[int]) -> dict[int, list[
     return dealt
 
 
-def describe(lanes: Sequence[Sequence[Sample]], names: Sequence[str]) -> dict[str, list[str]]:
-    """The plan as the manifest records it: server name -> sample keys in order."""
-    return {name: [s.key for s in lane] for name, lane in zip(names, lanes, strict=True)}
+def describe(lanes: Sequence[Sequence[Sample]], names: Sequence[str]) -> list[dict[str, object]]:
+    """The plan as the manifest records it: per server (in order), its samples in order."""
+    return [
+        {"server": name, "samples": [s.key for s in lane]}
+        for name, lane in zip(names, lanes, strict=True)
+    ]

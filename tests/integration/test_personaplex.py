@@ -210,3 +210,33 @@ def test_full_size_launcher_builds_random_weights_without_files(
     dep_q, text_card, dtype, codebook_mean = out
     assert (dep_q, text_card, dtype) == ("16", "128", "torch.bfloat16")
     assert float(codebook_mean) > 0.1  # filled, not the all-zero fresh codebooks
+
+
+@pytest.mark.timeout(900)
+def test_two_bench_runs_on_two_servers_give_byte_identical_outputs(
+    personaplex_model_dir: Path, tmp_path: Path
+) -> None:
+    """PersonaPlex samples its tokens from one RNG per process: outputs depend on which server
+    ran which samples before them. Before: one shared queue, so that depended on timing."""
+    from pipeline.dataset.synthesize import SynthSpec, synthesize
+
+    root = tmp_path / "v1.5"
+    tasks = ("user_interruption", "talking_to_other")
+    synthesize(root, SynthSpec(tasks=tasks, per_task=2, seconds_trailing=0.3))
+    outputs, plans = [], []
+    for k in (1, 2):
+        run = tmp_path / f"r{k}"
+        proc = start(
+            "bench", "--root", str(root), "--run-dir", str(run), "--overwrite",
+            "--hf-cache", str(tmp_path / "hf"), "--port", "0", "--gpus", "cpu0,cpu1",
+            "--startup-timeout", "120", *tiny_personaplex_bench_args(personaplex_model_dir),
+        )  # fmt: skip
+        code, out = finish(proc)
+        assert code == 0, out
+        plans.append([lane["samples"] for lane in manifest(run)["plan"]])
+        outputs.append({s.key: s.output_path.read_bytes() for s in discover(root)})
+        texts = [json.loads(s.text_path.read_text())["text"] for s in discover(root)]
+    assert len(plans[0]) == 2 and all(len(keys) == 2 for keys in plans[0])
+    assert plans[0] == plans[1]
+    assert len(outputs[0]) == 4 and outputs[0] == outputs[1]
+    assert len(set(outputs[0].values())) == 4 and any(texts)  # real, distinct outputs
