@@ -214,10 +214,12 @@ class SampleRunner:
         if not sample.input_path.is_file():
             return False  # loading it fails the sample with the reason
         found = inspect_outputs(sample, file_sha256(sample.input_path), settings_sha256)
+        if found.state != "incomplete" and self.settings.overwrite:
+            return False  # asked for: redone in place, whatever made the outputs
         if found.state == "complete":
-            return not self.settings.overwrite
+            return True
         if found.state == "other_settings":
-            if self.settings.keep_other_settings and not self.settings.overwrite:
+            if self.settings.keep_other_settings:
                 rec.note = "kept: other settings"
                 return True
             moved = set_aside_previous(sample, found.settings_sha256)
