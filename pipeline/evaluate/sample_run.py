@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -39,9 +40,11 @@ class SampleResult:
             "status": self.status,
             "error": self.error,
             "values": self.values,
+            "versions": versions(),
         }
 
 
+@functools.cache
 def versions() -> dict[str, str]:
     found = {}
     for dist in ("fdb-pipeline", "numpy", "onnxruntime", "scipy", "soundfile"):
