@@ -10,7 +10,7 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint bench-client \
-	bench-encoder bench-orchestration \
+	bench-encoder bench-orchestration eval-models eval-goldens bench-eval \
 	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
@@ -34,7 +34,7 @@ TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: system-packages venv server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
+setup: system-packages venv eval-models server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -47,8 +47,28 @@ venv: $(VENV)/.installed ## the client's venv (light: no PyTorch) with test tool
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,eval]'
 	touch $@
+
+# The silero VAD model of `evaluate`: the pinned silero-vad wheel (not installed: its import needs
+# PyTorch); pipeline/evaluate/vad_model.py reads silero_vad.onnx from it and checks its sha256.
+SILERO_VAD_VERSION := $(shell sed -n 's/^SILERO_VERSION = "\(.*\)"/\1/p' pipeline/evaluate/vad_model.py)
+EVAL_WHEELS := .cache/eval-wheels
+eval-models: venv ## the pinned silero VAD wheel for `evaluate` (one download, ~11 MB)
+	@test -f $(EVAL_WHEELS)/silero_vad-$(SILERO_VAD_VERSION)-py3-none-any.whl || \
+		$(PY) -m pip download -q --no-deps --only-binary=:all: \
+			silero-vad==$(SILERO_VAD_VERSION) -d $(EVAL_WHEELS)
+	$(PY) -c "from pipeline.evaluate.vad_model import model_bytes; model_bytes()"
+
+GOLDEN_VENV ?= .cache/venv-goldens
+FDB_REPO ?=
+eval-goldens: ## re-make tests/evaluate/goldens.json with FDB's own scripts: make eval-goldens FDB_REPO=...
+	@test -n "$(FDB_REPO)" || { echo "usage: make eval-goldens FDB_REPO=/path/to/Full-Duplex-Bench"; exit 2; }
+	bash scripts/goldens-env.sh $(GOLDEN_VENV) $(SILERO_VAD_VERSION)
+	$(GOLDEN_VENV)/bin/python scripts/eval_goldens.py --fdb-repo $(FDB_REPO)
+
+bench-eval: venv eval-models ## evaluation cost per hour of audio (VAD, resample, timing, rules)
+	PYTHONPATH=. $(PY) scripts/bench_eval.py
 
 server-env: ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
 	bash scripts/setup-server-env.sh $(SERVER_VENV)

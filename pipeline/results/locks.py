@@ -22,10 +22,11 @@ def lock_path(sample: Sample) -> Path:
 
 
 class SampleLock:
-    """``with SampleLock(sample) as held:`` - ``held`` is False when another run holds it."""
+    """``with SampleLock(sample) as held:`` - ``held`` is False when another run holds it.
+    ``path`` names another lock file of the sample (the evaluation's, one per stage)."""
 
-    def __init__(self, sample: Sample) -> None:
-        self.path = lock_path(sample)
+    def __init__(self, sample: Sample, path: Path | None = None) -> None:
+        self.path = path or lock_path(sample)
         self._fd: int | None = None
 
     def __enter__(self) -> bool:
