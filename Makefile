@@ -12,8 +12,8 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint \
-	lowest-env test-floors bench-client \
-	bench-encoder bench-orchestration \
+	lowest-env test-floors bench-client bench-encoder bench-orchestration eval-models eval-goldens \
+	bench-eval \
 	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
@@ -23,6 +23,8 @@ SIF ?= personaplex.sif
 DATA ?=
 RUNTIME ?=
 GPUS ?= 0
+# v1.5: both passes (input.wav and clean_input.wav); a v1.0 task gets its one pass
+PREFIX ?= both
 ARGS ?=
 DEMO_DIR ?= .cache/demo
 TINY_MODEL := $(abspath .cache/tiny-moshi/demo)
@@ -37,7 +39,7 @@ help: ## list the commands
 
 # Every set-up step is idempotent: a second call costs seconds (dpkg -s, stamp files, `docker
 # info`), so `make demo` and `make test` each install what they need on a bare machine.
-setup: system-packages venv server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
+setup: system-packages venv eval-models server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -50,8 +52,28 @@ venv: $(VENV)/.installed ## the client's venv (light: no PyTorch) with test tool
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,eval]'
 	touch $@
+
+# The silero VAD model of `evaluate`: the pinned silero-vad wheel (not installed: its import needs
+# PyTorch); pipeline/evaluate/vad_model.py reads silero_vad.onnx from it and checks its sha256.
+SILERO_VAD_VERSION := $(shell sed -n 's/^SILERO_VERSION = "\(.*\)"/\1/p' pipeline/evaluate/vad_model.py)
+EVAL_WHEELS := .cache/eval-wheels
+eval-models: venv ## the pinned silero VAD wheel for `evaluate` (one download, ~11 MB)
+	@test -f $(EVAL_WHEELS)/silero_vad-$(SILERO_VAD_VERSION)-py3-none-any.whl || \
+		$(PY) -m pip download -q --no-deps --only-binary=:all: \
+			silero-vad==$(SILERO_VAD_VERSION) -d $(EVAL_WHEELS)
+	$(PY) -c "from pipeline.evaluate.vad_model import model_bytes; model_bytes()"
+
+GOLDEN_VENV ?= .cache/venv-goldens
+FDB_REPO ?=
+eval-goldens: ## re-make tests/evaluate/goldens.json with FDB's own scripts: make eval-goldens FDB_REPO=...
+	@test -n "$(FDB_REPO)" || { echo "usage: make eval-goldens FDB_REPO=/path/to/Full-Duplex-Bench"; exit 2; }
+	bash scripts/goldens-env.sh $(GOLDEN_VENV) $(SILERO_VAD_VERSION)
+	$(GOLDEN_VENV)/bin/python scripts/eval_goldens.py --fdb-repo $(FDB_REPO)
+
+bench-eval: venv eval-models ## evaluation cost per hour of audio (VAD, resample, timing, rules)
+	PYTHONPATH=. $(PY) scripts/bench_eval.py
 
 server-env: $(SERVER_VENV)/.installed ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
 
@@ -95,10 +117,10 @@ $(LOWEST_VENV)/.installed: pyproject.toml
 	$(LOWEST_VENV)/bin/python -m pip install -q '$(UV_SPEC)'
 	$(if $(wildcard /etc/ssl/certs/ca-certificates.crt),SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt) \
 		$(LOWEST_VENV)/bin/uv pip install -q --python $(LOWEST_VENV)/bin/python \
-		--resolution lowest-direct -e '.[test]'
+		--resolution lowest-direct -e '.[test,eval]'
 	touch $@
 
-test-floors: system-packages lowest-env ## prove the floors: unit tests and lint on the lowest allowed versions
+test-floors: system-packages eval-models lowest-env ## prove the floors: unit tests and lint on the lowest allowed versions
 	$(LOWEST_VENV)/bin/python scripts/check_floors.py
 	$(LOWEST_VENV)/bin/python -m pytest -ra -p no:cacheprovider -m "not integration and not slow"
 	$(call lint_with,$(LOWEST_VENV))
@@ -135,7 +157,7 @@ sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --
 bench: venv ## benchmark: make bench DATA=/path/to/v1.5 [RUNTIME=docker|apptainer|local] [GPUS=0,1]
 	@test -n "$(DATA)" || { echo "usage: make bench DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...]"; exit 2; }
 	$(PY) -m pipeline bench --root $(DATA) --runtime $(or $(RUNTIME),docker) --gpus $(GPUS) \
-		$(if $(filter apptainer,$(RUNTIME)),--sif $(SIF),--image $(IMAGE)) $(ARGS)
+		--prefix $(PREFIX) $(if $(filter apptainer,$(RUNTIME)),--sif $(SIF),--image $(IMAGE)) $(ARGS)
 
 tiny-model: server-env
 	$(SERVER_VENV)/bin/python containers/tiny_moshi/make_tiny_model.py $(TINY_MODEL)

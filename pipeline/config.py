@@ -33,7 +33,7 @@ from pipeline.stream.protocol import DEFAULT_PORT, FRAME_MS, PromptError, requir
 Profile = Literal["personaplex", "moshi"]
 Pace = Literal["none", "realtime"]
 Encoder = Literal["sphn", "webclient"]
-Prefix = Literal["", "clean_"]
+Prefix = Literal["", "clean_", "both"]
 Runtime = Literal["docker", "apptainer", "local"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 PACES: tuple[str, ...] = get_args(Pace)
@@ -210,10 +210,18 @@ class InferSettings:
         "",
         flags=("--prefix",),
         group="dataset",
-        help="'' reads input.wav and writes output.wav; 'clean_' the clean_input.wav pair",
+        help="'' reads input.wav and writes output.wav; 'clean_' the clean_input.wav pair;"
+        " 'both' runs both passes in one run (v1.5 tasks; v1.0 tasks have no clean pass)",
     )
     overwrite: bool = option(
         False, flags=("--overwrite",), group="dataset", help="redo samples that are complete"
+    )
+    keep_other_settings: bool = option(
+        False,
+        flags=("--keep-other-settings",),
+        group="dataset",
+        help="count outputs made with other settings (profile, model, voice, prompt, encoder)"
+        " as complete instead of redoing them",
     )
     voice_prompt: str = option(
         DEFAULT_VOICE_PROMPT,
@@ -256,6 +264,14 @@ class InferSettings:
         help="Opus settings: sphn (voip, as the Full-Duplex-Bench reference clients: the server"
         " hears what it hears from them) or webclient (audio, complexity 0, as the servers' web"
         " client; ~10x cheaper, other audio)",
+    )
+    breaker: int = option(
+        3,
+        flags=("--breaker",),
+        metavar="N",
+        group="session",
+        help="after this many samples in a row fail the same way on a server, restart it (bench)"
+        " or stop the run (infer); the rest are recorded as not run. 0: never",
     )
     run_dir: Path | None = option(
         None,
@@ -331,7 +347,7 @@ class InferSettings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds")
-        for name in ("connect_retries", "sample_retries"):
+        for name in ("connect_retries", "sample_retries", "breaker"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
         for task in self.text_prompts:

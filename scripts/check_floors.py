@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check the dependency floors of pyproject.toml.
 
-    python scripts/check_floors.py            every direct dependency (and the `test` extra)
+    python scripts/check_floors.py            every direct dependency (and those of each extra)
                                               declares a floor (>=), and this environment
                                               holds exactly that version of each
     python scripts/check_floors.py --declared only the first part (no environment needed)
@@ -25,9 +25,11 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
 def requirements() -> list[Requirement]:
-    """The direct dependencies and those of the `test` extra."""
+    """The direct dependencies and those of every extra (`make test-floors` installs them all)."""
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
-    lines = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    lines = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        lines += extra
     return [Requirement(line) for line in lines]
 
 

@@ -20,3 +20,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run every test: {report.longrepr}"
     return None
+
+
+def _zero_counts() -> dict[str, int]:
+    from pathlib import Path
+
+    from pipeline.results.records import RunRecords
+
+    return RunRecords(Path("unused"), "unused").count_table()
+
+
+ZERO_COUNTS = _zero_counts()  # every status and note of a run's count table, at 0

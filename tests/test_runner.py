@@ -18,6 +18,7 @@ from websockets.sync.client import connect as sync_connect
 
 from pipeline.cli import main
 from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
+from tests.conftest import ZERO_COUNTS
 from tests.fakes.fake_server import Behaviour, FakeServer, estimate_frame_index
 
 FORMATS = [(16000, 1, "PCM_16"), (48000, 2, "PCM_24"), (24000, 1, "FLOAT"), (44100, 1, "PCM_16")]
@@ -101,7 +102,7 @@ def test_personaplex_end_to_end_resume_and_overwrite(tmp_path: Path) -> None:
         assert all(p["time_s"] == pytest.approx((p["frame"] + 1) * 0.08) for p in doc["pieces"])
         assert not (folder / "output.json").exists()  # the evaluation's name stays free
     m = manifest(tmp_path / "r1")
-    assert m["status"] == "finished" and m["counts"] == {"ok": 4, "failed": 0, "skipped": 0}
+    assert m["status"] == "finished" and m["counts"] == {**ZERO_COUNTS, "ok": 4}
     assert m["profile"] == "personaplex" and m["server_urls"][0].endswith("/api/chat")
 
     with FakeServer(Behaviour()) as srv:
@@ -185,7 +186,7 @@ def test_every_fault_fails_its_sample_with_a_reason_and_the_batch_goes_on(tmp_pa
         folder = root / "user_interruption" / str(i)
         assert not (folder / "output.wav").exists() and not (folder / "output_text.json").exists()
     m = manifest(tmp_path / "r")
-    assert m["status"] == "failed" and m["counts"] == {"ok": 1, "failed": 4, "skipped": 0}
+    assert m["status"] == "failed" and m["counts"] == {**ZERO_COUNTS, "ok": 1, "failed": 4}
 
 
 def test_mid_sample_failure_is_retried_as_a_new_session(tmp_path: Path) -> None:
@@ -357,36 +358,36 @@ def test_a_failed_redo_never_leaves_a_stale_output_to_be_scored(tmp_path: Path) 
 
 
 async def test_samples_of_a_dead_server_go_to_a_live_one(tmp_path: Path) -> None:
-    """Server B dies after A took the last sample from the queue: B's sample must go to A."""
-    from collections import Counter as C
-
+    """Server B dies after A ran its own list: B's samples go to A, in plan order, after A's."""
     from pipeline.config import InferSettings
     from pipeline.dataset.discovery import Sample, discover
     from pipeline.results.records import RunRecords, SampleRecord
     from pipeline.run.batch import run_batch
+    from pipeline.run.plan import assign
     from pipeline.run.sample import SampleRunner
     from pipeline.run.slots import ServerGone, ServerSlot
 
     root = tmp_path / "data"
-    make_dataset(root, 3)
+    make_dataset(root, 4)
     records = RunRecords(tmp_path / "r", "rid")
     records.start({}, {})
     runner = SampleRunner(InferSettings(root=root), records)
-    served: C[str] = C()
-    a_took_the_last = asyncio.Event()
-    queue_empty_when_b_died: list[bool] = []
-    taken: list[str] = []
+    samples = discover(root)
+    plan = assign(samples, 2)
+    assert [len(lane) for lane in plan] == [2, 2]
+    a_done_with_its_own = asyncio.Event()
+    ran_on_a: list[str] = []
+    a_was_idle_when_b_died: list[bool] = []
 
     async def fake_run(sample: Sample, slot: ServerSlot) -> SampleRecord:
-        taken.append(slot.name)
-        if slot.name == "B" and not a_took_the_last.is_set():
-            await a_took_the_last.wait()  # A drains the queue meanwhile
-            queue_empty_when_b_died.append(len(taken) == 3)
+        if slot.name == "B":
+            await a_done_with_its_own.wait()
+            a_was_idle_when_b_died.append(len(ran_on_a) == 2)
             raise ServerGone("B died")
-        if taken.count("A") == 2:
-            a_took_the_last.set()
+        ran_on_a.append(sample.key)
+        if len(ran_on_a) == 2:
+            a_done_with_its_own.set()
         await asyncio.sleep(0)
-        served[slot.name] += 1
         rec = SampleRecord.of(sample, slot.name)
         rec.status = "ok"
         return rec
@@ -394,6 +395,143 @@ async def test_samples_of_a_dead_server_go_to_a_live_one(tmp_path: Path) -> None
     runner.run = fake_run  # type: ignore[method-assign]
     got: list[SampleRecord] = []
     slots = [ServerSlot("ws://a", "A"), ServerSlot("ws://b", "B")]
-    await run_batch(discover(root), slots, runner, got.append)
-    assert queue_empty_when_b_died == [True]  # the path under test: the queue was drained
-    assert C(r.status for r in got) == {"ok": 3} and served["A"] == 3
+    stopped = await run_batch(plan, slots, runner, got.append)
+    assert a_was_idle_when_b_died == [True]  # the path under test: A waited, then took B's
+    assert stopped is None and [r.status for r in got] == ["ok"] * 4
+    assert ran_on_a == [s.key for s in plan[0] + plan[1]]
+
+
+def test_new_settings_redo_the_samples_and_set_the_old_outputs_aside(tmp_path: Path) -> None:
+    """Before: a re-run with another prompt skipped every sample ("ALL SAMPLES COMPLETE") and
+    the outputs still came from the old settings."""
+    root = tmp_path / "data"
+    make_dataset(root, 2)
+    folder = root / "user_interruption" / "0"
+    with FakeServer(Behaviour()) as srv:
+        assert run_infer(srv.address, root, tmp_path / "r1") == 0
+        first = (folder / "output.wav").read_bytes()
+        assert run_infer(srv.address, root, tmp_path / "r2", "--text-prompt", "Be brief.") == 0
+        assert len(srv.sessions) == 4  # every sample redone, none skipped
+        assert {s.query["text_prompt"] for s in srv.sessions[2:]} == {"Be brief."}
+    m = manifest(tmp_path / "r2")
+    assert m["counts"] == {**ZERO_COUNTS, "ok": 2, "redone: settings changed": 2}
+    assert [r["note"] for r in lines(tmp_path / "r2")] == ["redone: settings changed"] * 2
+    (kept,) = folder.glob("output.wav.prev-*")  # set aside, never deleted
+    assert kept.read_bytes() == first
+    doc = json.loads((folder / "output_text.json").read_text())
+    assert doc["settings"]["text_prompt"] == "Be brief." and doc["settings_sha256"]
+    assert m["output_settings"]["profile"] == "personaplex"
+
+    with FakeServer(Behaviour()) as srv:  # the same settings again: complete, skipped
+        assert run_infer(srv.address, root, tmp_path / "r3", "--text-prompt", "Be brief.") == 0
+        # other settings, kept only on request: skipped, counted loudly, nothing redone
+        code = run_infer(srv.address, root, tmp_path / "r4", "--keep-other-settings")
+        assert code == 0 and srv.sessions == []
+    assert manifest(tmp_path / "r3")["counts"] == {**ZERO_COUNTS, "skipped": 2}
+    assert manifest(tmp_path / "r4")["counts"] == {
+        **ZERO_COUNTS, "skipped": 2, "kept: other settings": 2,
+    }  # fmt: skip
+
+
+def test_the_breaker_stops_an_infer_run_whose_samples_all_fail_the_same_way(
+    tmp_path: Path,
+) -> None:
+    """Before: every sample waited out its stall timeout and retries, one after the other."""
+    root = tmp_path / "data"
+    make_dataset(root, 6)
+    with FakeServer(Behaviour(stall_after_frames=1)) as srv:
+        code = run_infer(
+            srv.address, root, tmp_path / "r", "--stall-timeout", "0.3", "--sample-retries", "0"
+        )
+        assert len(srv.sessions) == 3  # the breaker's default: three in a row, then no more
+    assert code == 1
+    recs = lines(tmp_path / "r")
+    assert [r["status"] for r in recs] == ["failed"] * 3 + ["not_run"] * 3
+    assert "3 samples in a row failed on server0 with stall" in recs[3]["error"]
+    m = manifest(tmp_path / "r")
+    assert m["status"] == "failed" and "--breaker" in m["error"]
+    assert m["counts"] == {**ZERO_COUNTS, "failed": 3, "not_run": 3}
+
+
+def test_a_profile_mismatch_stops_the_run_at_once_and_is_never_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default profile against an upstream moshi server: N-1 of N frames. Before: a 60 s
+    stall, two retries, "raise --stall-timeout", for every sample."""
+    from pipeline.stream import session
+
+    monkeypatch.setattr(session, "PROFILE_WAIT_S", 0.5)
+    root = tmp_path / "data"
+    make_dataset(root, 3)
+    t0 = time.monotonic()
+    with FakeServer(Behaviour(profile="moshi")) as srv:
+        code = run_infer(srv.address, root, tmp_path / "r")
+        assert len(srv.sessions) == 1  # never retried, never the next sample
+    assert code == 1 and time.monotonic() - t0 < 30
+    recs = lines(tmp_path / "r")
+    assert [r["status"] for r in recs] == ["failed", "not_run", "not_run"]
+    assert recs[0]["error_kind"] == "profile_mismatch" and recs[0]["attempts"] == []
+    assert "--profile moshi" in recs[0]["error"] and "--stall-timeout" not in recs[0]["error"]
+    assert "--profile moshi" in manifest(tmp_path / "r")["error"]
+
+
+def test_a_sample_held_by_another_live_run_is_left_to_it(tmp_path: Path) -> None:
+    """Before: a second run on the same samples deleted the first run's temporary files."""
+    from pipeline.dataset.discovery import discover
+    from pipeline.results.locks import SampleLock
+
+    root = tmp_path / "data"
+    make_dataset(root, 3)
+    busy = discover(root)[1]
+    theirs = busy.folder / f".{busy.output_path.name}.other-run.partial"
+    theirs.write_bytes(b"the other run's output, half written")
+    with SampleLock(busy) as held, FakeServer(Behaviour()) as srv:
+        assert held
+        code = run_infer(srv.address, root, tmp_path / "r")
+        assert len(srv.sessions) == 2
+    assert code == 1  # not everything is complete
+    assert theirs.exists() and not busy.output_path.exists()  # untouched
+    assert [r["status"] for r in lines(tmp_path / "r")] == ["ok", "held", "ok"]
+    assert manifest(tmp_path / "r")["counts"] == {**ZERO_COUNTS, "ok": 2, "held": 1}
+    with FakeServer(Behaviour()) as srv:  # released: the next run does it
+        assert run_infer(srv.address, root, tmp_path / "r2") == 0
+    assert not theirs.exists() and busy.output_path.exists()
+
+
+def test_a_reused_run_dir_keeps_every_manifest_and_lines_name_their_run(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    make_dataset(root, 2)
+    run_dir = tmp_path / "r"
+    with FakeServer(Behaviour()) as srv:
+        assert run_infer(srv.address, root, run_dir) == 0
+        first = manifest(run_dir)["run_id"]
+        assert run_infer(srv.address, root, run_dir, "--overwrite") == 0
+    second = manifest(run_dir)["run_id"]
+    assert second != first
+    assert json.loads((run_dir / f"manifest.{first}.json").read_text())["run_id"] == first
+    assert [r["run_id"] for r in lines(run_dir)] == [first, first, second, second]
+
+
+def test_prefix_both_runs_both_passes_in_one_run(tmp_path: Path) -> None:
+    """v1.5 scores output.wav against clean_output.wav: one run makes both; a sample without
+    its clean input fails that pass only."""
+    root = tmp_path / "data"
+    make_dataset(root, 3)
+    for i in (0, 1):
+        folder = root / "user_interruption" / str(i)
+        data, rate = sf.read(folder / "input.wav")
+        sf.write(folder / "clean_input.wav", data * 0.5, rate)
+    with FakeServer(Behaviour()) as srv:
+        code = run_infer(srv.address, root, tmp_path / "r", "--prefix", "both")
+        assert len(srv.sessions) == 5  # one server, one run, both passes
+    assert code == 1
+    recs = {(r["id"], r["prefix"]): r for r in lines(tmp_path / "r")}
+    assert len(recs) == 6
+    assert recs[("2", "clean_")]["status"] == "failed"
+    assert "clean_input.wav" in recs[("2", "clean_")]["error"]
+    assert all(r["status"] == "ok" for k, r in recs.items() if k != ("2", "clean_"))
+    for i in (0, 1):
+        folder = root / "user_interruption" / str(i)
+        assert (folder / "output.wav").is_file() and (folder / "clean_output.wav").is_file()
+    m = manifest(tmp_path / "r")
+    assert m["dataset"]["prefix"] == "both" and m["counts"]["ok"] == 5

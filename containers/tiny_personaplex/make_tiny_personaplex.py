@@ -26,7 +26,6 @@ import sphn
 import torch
 from moshi.models import loaders
 from moshi.models.lm import LMGen
-from moshi.quantization.core_vq import EuclideanCodebook
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -106,13 +105,7 @@ def build_mimi(seed: int) -> torch.nn.Module:
         mimi = loaders.get_mimi("random.safetensors", "cpu")
     finally:
         loaders.load_model = load
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # fresh codebooks are all zero: every latent would be code 0
-        for module in mimi.modules():
-            if isinstance(module, EuclideanCodebook):
-                module.embedding_sum.copy_(torch.randn(module.embedding_sum.shape, generator=gen))
-                module.cluster_usage.fill_(1.0)
-                module._initialized.fill_(1.0)
+    tiny.randomize_codebooks(mimi, seed + 1)
     return mimi
 
 

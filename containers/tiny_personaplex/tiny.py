@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 TINY_DIM = 64
+CODEBOOK_SEED = 20261
 SETTINGS_FILE = "tiny_personaplex.json"  # in the model folder: what apply() needs at serve time
 
 
@@ -40,3 +41,24 @@ def apply(loaders: Any, text_card: int) -> None:
         depformer_num_layers=1,
         context=3000,
     )
+
+
+def apply_full_size(loaders: Any, text_card: int) -> None:
+    """The real 7B configuration, but for the text vocabulary: a random model draws text tokens
+    from its whole card, and the server looks each one up in the tokenizer, which is ours."""
+    loaders._lm_kwargs.update(text_card=text_card)
+
+
+def randomize_codebooks(mimi: Any, seed: int = CODEBOOK_SEED) -> None:
+    """Fresh codebooks are all zero (every latent would be code 0): fill them with noise."""
+    import torch
+    from moshi.quantization.core_vq import EuclideanCodebook
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in mimi.modules():
+            if isinstance(module, EuclideanCodebook):
+                noise = torch.randn(module.embedding_sum.shape, generator=gen)
+                module.embedding_sum.copy_(noise.to(module.embedding_sum.device))
+                module.cluster_usage.fill_(1.0)
+                module._initialized.fill_(1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import sys
@@ -55,6 +56,30 @@ def run_command(settings: InferSettings, source: ServerSource, t_command: float)
     return outcome.exit_code
 
 
+def evaluate_command(ns: argparse.Namespace) -> int:
+    """`evaluate`: outputs to scores; a usage error (a stage that cannot run, a wrong FDB
+    checkout, a wrong root) exits 2 before any sample."""
+    from pipeline.evaluate.fdb_repo import FdbRepoError
+    from pipeline.evaluate.runner import EvalUsageError, evaluate
+    from pipeline.evaluate.settings import EvalSettings
+
+    settings = EvalSettings(
+        root=ns.root,
+        tasks=tuple(ns.tasks),
+        prefix=ns.prefix,
+        stages=tuple(ns.stages),
+        fdb_repo=ns.fdb_repo,
+        run_dir=ns.run_dir,
+        mode="fdb-compat" if ns.fdb_compat else "corrected",
+    )
+    try:
+        code, _ = evaluate(settings)
+    except (EvalUsageError, FdbRepoError) as exc:
+        logging.getLogger("pipeline").error("%s", exc)
+        return 2
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     t_command = time.monotonic()
     parser = build_parser()
@@ -76,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipeline.server.cleanup import cleanup
 
             return cleanup(ns.run_id)
+        if ns.command == "evaluate":
+            return evaluate_command(ns)
         if ns.command == "synth-data":
             from pipeline.dataset.synthesize import SynthSpec, synthesize
 

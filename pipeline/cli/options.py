@@ -162,7 +162,62 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="dataset root to create")
     synth.add_argument("--per-task", type=int, default=2, help="samples per task (default 2)")
     synth.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_evaluate_parser(sub)
     return parser
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pipeline.dataset.discovery import KNOWN_TASKS
+    from pipeline.evaluate.settings import STAGE_NAMES
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="turn outputs into Full-Duplex-Bench scores (timing, rules, stats)",
+        description="Score the outputs as Full-Duplex-Bench's evaluation does, sample by sample"
+        " (resumable), then per task: scores.json, eval-samples.jsonl and a table beside the"
+        " published figures.",
+    )
+    ev.add_argument("--root", type=Path, required=True, help="dataset root holding the tasks")
+    ev.add_argument(
+        "--task",
+        dest="tasks",
+        action="append",
+        default=[],
+        choices=KNOWN_TASKS,
+        metavar="TASK",
+        help="a task folder (repeatable; default: every known task present)",
+    )
+    ev.add_argument(
+        "--prefix",
+        default="",
+        choices=["", "clean_", "both"],
+        help='which pass: "" (output.wav), clean_ or both (default: "")',
+    )
+    ev.add_argument(
+        "--stage",
+        dest="stages",
+        action="append",
+        default=[],
+        choices=STAGE_NAMES,
+        metavar="STAGE",
+        help=f"{', '.join(STAGE_NAMES)} (repeatable; default: every stage that can run here)",
+    )
+    ev.add_argument(
+        "--fdb-repo",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="your Full-Duplex-Bench checkout (backchannel ground truth, sha256-checked)",
+    )
+    ev.add_argument("--run-dir", type=Path, default=None, help="default: runs/eval-<time>")
+    ev.add_argument(
+        "--fdb-compat",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="backchannel reads a 24 kHz output.wav as 16 kHz, as FDB does and its published"
+        " figures carry (default: on); --no-fdb-compat: the corrected reading (both are kept)",
+    )
+    ev.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
 def settings_values(ns: argparse.Namespace) -> dict[str, Any]:

@@ -27,10 +27,23 @@ MAX_LISTED_FAILURES = 20
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
-    return (
+    text = (
         f"[green]ok {counts.get('ok', 0)}[/] [red]failed {counts.get('failed', 0)}[/]"
         f" skipped {counts.get('skipped', 0)}"
     )
+    for status in ("not_run", "held"):
+        if counts.get(status):
+            text += f" [yellow]{status.replace('_', ' ')} {counts[status]}[/]"
+    return text
+
+
+COLUMNS = {
+    "ok": "[green]{}[/]",
+    "failed": "[red]{}[/]",
+    "skipped": "{}",
+    "not_run": "[yellow]{}[/]",
+    "held": "[yellow]{}[/]",
+}
 
 
 class ConsoleObserver(RunObserver):
@@ -100,20 +113,44 @@ def print_summary(console: Console, outcome: RunOutcome) -> None:
     records = outcome.records
     counts = records.count_table()
     table = Table(title=f"run {outcome.run_id}", show_header=True)
-    for col in ("ok", "failed", "skipped", "total"):
-        table.add_column(col, justify="right")
-    table.add_row(
-        f"[green]{counts['ok']}[/]",
-        f"[red]{counts['failed']}[/]",
-        str(counts["skipped"]),
-        str(sum(counts.values())),
-    )
+    for col in (*COLUMNS, "total"):
+        table.add_column(col.replace("_", " "), justify="right")
+    total = sum(counts[k] for k in COLUMNS)
+    table.add_row(*(fmt.format(counts[k]) for k, fmt in COLUMNS.items()), str(total))
     console.print(table)
+    _print_notes(console, counts)
     for rec in records.failures[:MAX_LISTED_FAILURES]:
-        console.print(f"  [red]FAILED[/] {rec.key}: {rec.error}")
+        label = "FAILED" if rec.status == "failed" else "NOT RUN"
+        console.print(f"  [red]{label}[/] {rec.key}: {rec.error}")
     if len(records.failures) > MAX_LISTED_FAILURES:
         more = len(records.failures) - MAX_LISTED_FAILURES
         console.print(f"  ... and {more} more (see samples.jsonl)")
+    _print_verdict(console, outcome, counts)
+    console.print(f"records: {records.manifest_path} and {records.samples_path}")
+
+
+def _print_notes(console: Console, counts: Mapping[str, int]) -> None:
+    redone, kept = counts["redone: settings changed"], counts["kept: other settings"]
+    if redone:
+        console.print(
+            f"[bold yellow]REDONE: {redone} sample(s) had outputs made with other settings[/]"
+            " (profile, model, voice, prompt, encoder or alignment); the old outputs were set"
+            " aside beside them (*.prev), not deleted."
+        )
+    if kept:
+        console.print(
+            f"[bold yellow]KEPT: {kept} sample(s) have outputs made with other settings[/]"
+            " (--keep-other-settings): these outputs do not all come from this run's settings."
+        )
+    if counts["held"]:
+        console.print(
+            f"[yellow]HELD: {counts['held']} sample(s) are being run by another live run[/]"
+            " (their folder's lock is taken); this run left them alone."
+        )
+
+
+def _print_verdict(console: Console, outcome: RunOutcome, counts: Mapping[str, int]) -> None:
+    incomplete = outcome.records.incomplete
     if outcome.interrupted is not None:
         console.print(
             f"[bold yellow]INTERRUPTED by {outcome.interrupted.name}[/]: completed samples are"
@@ -121,11 +158,12 @@ def print_summary(console: Console, outcome: RunOutcome) -> None:
         )
     elif outcome.error is not None:
         console.print(f"[bold red]RUN FAILED[/]: {outcome.error.splitlines()[0]}")
-    elif counts["failed"]:
+        if counts["not_run"]:
+            console.print(f"{counts['not_run']} sample(s) not run: run again to resume.")
+    elif incomplete:
         console.print(
-            f"[bold red]FAILED: {counts['failed']} sample(s) did not complete[/]"
+            f"[bold red]INCOMPLETE: {incomplete} sample(s) did not complete[/]"
             " - the evaluation would silently skip them. Re-run to retry them."
         )
     else:
         console.print("[bold green]ALL SAMPLES COMPLETE[/]")
-    console.print(f"records: {records.manifest_path} and {records.samples_path}")

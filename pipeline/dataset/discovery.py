@@ -20,6 +20,10 @@ TASKS_V10 = (
     "synthetic_user_interruption",
 )
 KNOWN_TASKS = TASKS_V15 + TASKS_V10
+# The passes of a sample folder: input.wav -> output.wav, clean_input.wav -> clean_output.wav.
+# Only v1.5 has the clean pass (its evaluation scores the two outputs against each other).
+PASSES = ("", "clean_")
+BOTH = "both"
 
 
 class DatasetError(ValueError):
@@ -35,7 +39,9 @@ class Sample:
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.sample_id}"
+        """``task/id``, and ``task/id (clean_)`` for the clean pass: unique within a run."""
+        base = f"{self.task}/{self.sample_id}"
+        return f"{base} ({self.prefix})" if self.prefix else base
 
     @property
     def input_path(self) -> Path:
@@ -91,11 +97,21 @@ def select_tasks(root: Path, requested: tuple[str, ...] | list[str]) -> list[str
     return chosen
 
 
+def passes_of(task: str, prefix: str) -> tuple[str, ...]:
+    """The prefixes to run in a task's folders: ``both`` is both passes for a v1.5 task and
+    the main pass for a v1.0 task (which has no clean input)."""
+    if prefix != BOTH:
+        return (prefix,)
+    return PASSES if task in TASKS_V15 else PASSES[:1]
+
+
 def discover(root: Path, tasks: tuple[str, ...] | list[str] = (), prefix: str = "") -> list[Sample]:
-    """List every sample folder of the selected tasks, in a deterministic order."""
+    """List every sample (folder and pass) of the selected tasks, in a deterministic order:
+    task by task, folders in natural order, a folder's passes one after the other."""
     samples: list[Sample] = []
     for task in select_tasks(root, tasks):
         folders = [p for p in (root / task).iterdir() if p.is_dir() and not p.name.startswith(".")]
         for folder in sorted(folders, key=lambda p: _natural_key(p.name)):
-            samples.append(Sample(task=task, sample_id=folder.name, folder=folder, prefix=prefix))
+            for pass_prefix in passes_of(task, prefix):
+                samples.append(Sample(task, folder.name, folder, pass_prefix))
     return samples

@@ -1,9 +1,10 @@
 """Write a sample's outputs beside its input, atomically; tell a finished sample from a leftover.
 
 A sample is complete only when ``{prefix}output_text.json`` (written last; the commit marker) is
-ours, names the current input's sha256, and the wav's sha256 and length match what it records.
-Anything else - a partial wav from a killed run, a reference client's file, a stale output for a
-changed input - is redone.
+ours, names the current input's sha256, and the wav's sha256 and length match what it records -
+and it was made with the settings that determine the output (its ``settings_sha256``; see
+pipeline/run/fingerprint.py). Anything else - a partial wav from a killed run, a reference
+client's file, a stale output for a changed input, an output of other settings - is redone.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -56,6 +58,7 @@ def remove_leftovers(sample: Sample) -> list[Path]:
 
 
 STALE_SUFFIX = ".stale"
+PREVIOUS_SUFFIX = ".prev"
 
 
 def set_aside_stale(sample: Sample) -> Path | None:
@@ -67,6 +70,16 @@ def set_aside_stale(sample: Sample) -> Path | None:
     target = sample.output_path.with_name(sample.output_path.name + STALE_SUFFIX)
     sample.output_path.replace(target)
     return target
+
+
+def set_aside_previous(sample: Sample, settings_sha256: str | None) -> Path:
+    """A complete output of other settings: both files renamed ``*.prev-<their settings>``
+    (never deleted; one pair per earlier settings); returns the wav's new path."""
+    tag = f"{PREVIOUS_SUFFIX}-{(settings_sha256 or 'unknown')[:12]}"
+    wav = sample.output_path.with_name(sample.output_path.name + tag)
+    sample.text_path.replace(sample.text_path.with_name(sample.text_path.name + tag))
+    sample.output_path.replace(wav)
+    return wav
 
 
 def write_outputs(
@@ -104,21 +117,36 @@ def write_outputs(
     atomic_write_bytes(sample.text_path, data)
 
 
-def is_complete(sample: Sample, input_sha256: str | None = None) -> bool:
-    """True only for outputs this tool finished for this very input."""
+Completion = Literal["complete", "other_settings", "incomplete"]
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a sample folder holds for one pass."""
+
+    state: Completion
+    settings_sha256: str | None = None  # of the complete output found (other_settings)
+
+
+def inspect_outputs(sample: Sample, input_sha256: str, settings_sha256: str) -> Found:
+    """Complete for this input and these settings, complete for other settings, or not
+    complete at all (missing, partial, corrupt, foreign, or made for another input)."""
     try:
         doc = json.loads(sample.text_path.read_text(encoding="utf-8"))
         wav = sample.output_path.read_bytes()
     except (OSError, ValueError):
-        return False
+        return Found("incomplete")
     if not isinstance(doc, dict) or doc.get("format") != TEXT_FORMAT:
-        return False
-    if input_sha256 is not None and doc.get("input_sha256") != input_sha256:
-        return False
-    if doc.get("output_sha256") != bytes_sha256(wav):
-        return False
+        return Found("incomplete")
+    if doc.get("input_sha256") != input_sha256 or doc.get("output_sha256") != bytes_sha256(wav):
+        return Found("incomplete")
     try:
         info = sf.info(str(sample.output_path))
     except (sf.LibsndfileError, RuntimeError):
-        return False
-    return bool(info.samplerate == SAMPLE_RATE and info.frames == doc.get("output_samples"))
+        return Found("incomplete")
+    if info.samplerate != SAMPLE_RATE or info.frames != doc.get("output_samples"):
+        return Found("incomplete")
+    made_with = doc.get("settings_sha256")
+    if made_with != settings_sha256:
+        return Found("other_settings", made_with if isinstance(made_with, str) else None)
+    return Found("complete", made_with)

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import uuid
@@ -24,11 +25,19 @@ from pipeline.results.atomic import atomic_write_bytes
 from pipeline.secrets import redact
 from pipeline.stream.session import SessionErrorKind
 
-SampleStatus = Literal["ok", "failed", "skipped"]
+# ok: written by this run; skipped: complete from an earlier run; failed: tried, not written;
+# not_run: never tried (the run stopped first: a breaker, a profile mismatch, no server left);
+# held: another live run holds the sample's lock. Only ok and skipped are complete.
+SampleStatus = Literal["ok", "failed", "skipped", "not_run", "held"]
 SAMPLE_STATUSES: tuple[SampleStatus, ...] = get_args(SampleStatus)
-# Why a sample failed: a session's own kinds, a bad input, outputs that could not be written, or
-# no server left to run it (every server died and could not be restarted)
-ErrorKind = SessionErrorKind | Literal["input", "write", "no_server"]
+INCOMPLETE: tuple[SampleStatus, ...] = ("failed", "not_run", "held")
+# Notes beside a status: redone (ok) because its old outputs were made with other settings;
+# kept (skipped) although made with other settings, as --keep-other-settings asks
+Note = Literal["redone: settings changed", "kept: other settings"]
+NOTES: tuple[Note, ...] = get_args(Note)
+# Why a sample failed: a session's own kinds, a bad input, outputs that could not be written; or
+# why it was not run: the run stopped before it (a breaker, a profile mismatch, no server left)
+ErrorKind = SessionErrorKind | Literal["input", "write", "stopped"]
 RunStatus = Literal["started", "finished", "failed", "interrupted"]
 
 
@@ -49,7 +58,10 @@ class SampleRecord:
     task: str
     id: str
     input: str
+    prefix: str = ""
     status: SampleStatus = "failed"
+    note: Note | None = None
+    run_id: str | None = None  # set by RunRecords.add_sample: a reused run dir mixes runs
     error: str | None = None
     error_kind: ErrorKind | None = None
     duration_s: float | None = None
@@ -68,15 +80,24 @@ class SampleRecord:
     @classmethod
     def of(cls, sample: Sample, server: str | None = None) -> SampleRecord:
         return cls(
-            task=sample.task, id=sample.sample_id, input=str(sample.input_path), server=server
+            task=sample.task,
+            id=sample.sample_id,
+            input=str(sample.input_path),
+            prefix=sample.prefix,
+            server=server,
         )
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.id}"
+        base = f"{self.task}/{self.id}"
+        return f"{base} ({self.prefix})" if self.prefix else base
 
     def fail(self, kind: ErrorKind, error: str) -> SampleRecord:
         self.status, self.error_kind, self.error = "failed", kind, error
+        return self
+
+    def not_run(self, why: str) -> SampleRecord:
+        self.status, self.error_kind, self.error = "not_run", "stopped", why
         return self
 
 
@@ -168,6 +189,7 @@ class RunRecords:
         self.samples_path = run_dir / "samples.jsonl"
         self.manifest: dict[str, Any] = {}
         self.counts: Counter[SampleStatus] = Counter()
+        self.notes: Counter[Note] = Counter()
         self.failures: list[SampleRecord] = []
         self._lines: TextIO | None = None
 
@@ -177,6 +199,7 @@ class RunRecords:
 
     def start(self, settings: Any, extra: dict[str, Any]) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._keep_earlier_manifest()
         self.manifest = {
             "run_id": self.run_id,
             "tool": "fdb-pipeline",
@@ -199,8 +222,11 @@ class RunRecords:
         """The one writer of ``samples.jsonl``: the line is on disk when this returns."""
         if self._lines is None:
             raise RuntimeError("RunRecords.start() must come first")
+        record.run_id = self.run_id
         self.counts[record.status] += 1
-        if record.status == "failed":
+        if record.note is not None:
+            self.notes[record.note] += 1
+        if record.status in ("failed", "not_run"):
             self.failures.append(record)
         self._lines.write(json.dumps(to_jsonable(record), ensure_ascii=False) + "\n")
         self._lines.flush()
@@ -220,5 +246,24 @@ class RunRecords:
             self._lines.close()
             self._lines = None
 
+    def _keep_earlier_manifest(self) -> None:
+        """A reused run dir keeps every run's manifest: the earlier one is renamed after its
+        run id (samples.jsonl is appended to, each line naming its run)."""
+        try:
+            earlier = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        run_id = earlier.get("run_id") if isinstance(earlier, dict) else None
+        safe = isinstance(run_id, str) and re.fullmatch(r"[\w.-]+", run_id) is not None
+        name = f"manifest.{run_id}.json" if safe else "manifest.earlier.json"
+        self.manifest_path.replace(self.run_dir / name)
+
     def count_table(self) -> dict[str, int]:
-        return {k: self.counts.get(k, 0) for k in SAMPLE_STATUSES}
+        """Samples per status, then the notes (a subset of ok / skipped)."""
+        table: dict[str, int] = {k: self.counts.get(k, 0) for k in SAMPLE_STATUSES}
+        table.update({k: self.notes.get(k, 0) for k in NOTES})
+        return table
+
+    @property
+    def incomplete(self) -> int:
+        return sum(self.counts.get(k, 0) for k in INCOMPLETE)

@@ -21,9 +21,10 @@ from pipeline.dataset.discovery import Sample, discover
 from pipeline.dataset.writable import require_writable
 from pipeline.results.outputs import ALIGNMENT_DOC
 from pipeline.results.records import RunRecords, RunStatus, SampleRecord, new_run_id
+from pipeline.run import fingerprint, plan
 from pipeline.run.batch import run_batch
 from pipeline.run.observer import RunObserver
-from pipeline.run.sample import SampleRunner
+from pipeline.run.sample import SampleRunner, with_hint
 from pipeline.run.slots import ServerSlot
 from pipeline.run.sources import Prepared, ServerSource
 from pipeline.server.base import PreflightError, ServerError
@@ -51,10 +52,10 @@ class RunOutcome:
             return self.interrupted.exit_code
         if self.preflight_failed:
             return PREFLIGHT_EXIT
-        return 1 if self.error is not None or self.records.counts["failed"] else 0
+        return 1 if self.error is not None or self.records.incomplete else 0
 
 
-def plan(settings: InferSettings) -> list[Sample]:
+def dataset(settings: InferSettings) -> list[Sample]:
     """Check the dataset before anything runs; return the samples in order."""
     if settings.root is None:
         raise ConfigError("no dataset root: pass --root DIR (or set root in the --config file)")
@@ -102,7 +103,7 @@ def execute_run(
     """Run ``samples`` (default: the whole dataset of ``settings``) on ``source``'s servers."""
     t_command = time.monotonic() if t_command is None else t_command
     observer = observer or RunObserver()
-    todo = list(samples) if samples is not None else plan(settings)
+    todo = list(samples) if samples is not None else dataset(settings)
     require_writable(todo)  # before any server starts: outputs go beside the inputs
     run_id = new_run_id()
     records = RunRecords(settings.run_dir or default_run_dir(run_id), run_id)
@@ -123,12 +124,20 @@ def execute_run(
             t0 = time.monotonic()
             slots = source.start(observer)
             outcome.timings["starting_s"] = time.monotonic() - t0
+            runner.output_settings = fingerprint.output_settings(
+                settings, prepared.voice_prompt, source.model_identity()
+            )
+            lanes = plan.assign(todo, len(slots))
+            records.update(
+                output_settings=runner.output_settings,
+                plan=plan.describe(lanes, [s.name for s in slots]),
+            )
             asyncio.run(
                 signals.cancel_on_signal(
-                    _serve(source, runner, slots, todo, observer, outcome, t_command)
+                    _serve(source, runner, slots, lanes, observer, outcome, t_command)
                 )
             )
-            outcome.status = "failed" if records.counts["failed"] else "finished"
+            outcome.status = "failed" if records.incomplete or outcome.error else "finished"
         except signals.Interrupted as exc:
             log.warning("interrupted by %s: stopping", exc.name)
             outcome.status, outcome.interrupted = "interrupted", exc
@@ -145,7 +154,7 @@ async def _serve(
     source: ServerSource,
     runner: SampleRunner,
     slots: list[ServerSlot],
-    samples: list[Sample],
+    lanes: list[list[Sample]],
     observer: RunObserver,
     outcome: RunOutcome,
     t_command: float,
@@ -164,10 +173,13 @@ async def _serve(
             log.error("%s failed: %s", rec.key, rec.error)
         observer.sample_finished(rec, records.count_table())
 
-    observer.batch_started(len(samples))
+    observer.batch_started(sum(len(lane) for lane in lanes))
     t0 = time.monotonic()
     try:
-        await run_batch(samples, slots, runner, on_record)
+        stopped = await run_batch(lanes, slots, runner, on_record, runner.settings.breaker)
+        if stopped is not None:
+            log.error("run stopped: %s", stopped)
+            outcome.error = stopped
     finally:
         outcome.timings["streaming_s"] = time.monotonic() - t0
         observer.batch_finished()
@@ -179,7 +191,7 @@ async def _warm_up(runner: SampleRunner, slot: ServerSlot) -> None:
     try:
         await runner.session(slot, frames, runner.settings.text_prompt)
     except SessionError as exc:
-        raise ServerError(f"warm-up session on {slot.name} failed: {exc.reason}") from None
+        raise ServerError(f"warm-up session on {slot.name} failed: {with_hint(exc)}") from None
 
 
 def _close(

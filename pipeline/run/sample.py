@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from tenacity import (
     AsyncRetrying,
@@ -20,18 +20,22 @@ from pipeline.config import InferSettings, flag_for
 from pipeline.dataset.audio import InputAudio, InputAudioError, load_input
 from pipeline.dataset.discovery import Sample
 from pipeline.digest import file_sha256
+from pipeline.results.locks import SampleLock
 from pipeline.results.outputs import (
     align_output,
-    is_complete,
+    inspect_outputs,
     remove_leftovers,
+    set_aside_previous,
     set_aside_stale,
     write_outputs,
 )
 from pipeline.results.records import Attempt, RunRecords, SampleRecord
+from pipeline.run import fingerprint
 from pipeline.run.slots import ServerSlot
 from pipeline.stream.protocol import FRAME_SECONDS, PROFILE_SPECS, Float32Array, session_url
 from pipeline.stream.session import (
     ConnectError,
+    ProfileMismatch,
     SessionError,
     SessionResult,
     Timeouts,
@@ -61,7 +65,9 @@ def session_policy(s: InferSettings, rec: SampleRecord) -> AsyncRetrying:
     return AsyncRetrying(
         stop=stop_after_attempt(s.sample_retries + 1),
         retry=retry_if_exception(
-            lambda e: isinstance(e, SessionError) and not isinstance(e, ConnectError)
+            lambda e: (
+                isinstance(e, SessionError) and not isinstance(e, ConnectError | ProfileMismatch)
+            )
         ),
         before_sleep=_note_retry("session", rec),
         reraise=True,
@@ -85,6 +91,7 @@ def with_hint(exc: SessionError) -> str:
     hints = {
         "handshake_timeout": f"raise {flag_for('handshake_timeout_s')} or check the server",
         "stall": f"raise {flag_for('stall_timeout_s')} if the server is this slow",
+        "profile_mismatch": f"pass {flag_for('profile')} moshi for an upstream moshi server",
     }
     hint = hints.get(exc.kind)
     return f"{exc.reason}; {hint}" if hint else exc.reason
@@ -107,6 +114,10 @@ class SampleRunner:
     def __init__(self, settings: InferSettings, records: RunRecords) -> None:
         self.settings = settings
         self.records = records
+        # what determines the outputs (fingerprint.output_settings); set once servers are known
+        self.output_settings: dict[str, Any] = fingerprint.output_settings(
+            settings, settings.voice_prompt, None
+        )
         self.spec = PROFILE_SPECS[settings.profile]
         self.timeouts = Timeouts(
             connect_s=settings.connect_timeout_s,
@@ -165,14 +176,29 @@ class SampleRunner:
         """The sample's record; raises ServerGone when its server is gone for good."""
         t0 = time.perf_counter()
         rec = SampleRecord.of(sample, slot.name)
+        try:
+            with SampleLock(sample) as held:
+                if not held:
+                    rec.status, rec.error = "held", "another live run holds this sample's lock"
+                    log.warning("%s: another run is on it; left to that run", sample.key)
+                else:
+                    await self._run_locked(slot, sample, rec)
+        except OSError as exc:  # the lock file: a folder that is gone or not writable
+            rec.fail("write", f"cannot write in {sample.folder}: {exc}")
+        rec.wall_s = round(time.perf_counter() - t0, 3)
+        return rec
+
+    async def _run_locked(self, slot: ServerSlot, sample: Sample, rec: SampleRecord) -> None:
         removed = remove_leftovers(sample)
         if removed:
             log.info("%s: removed %d leftover temporary file(s)", sample.key, len(removed))
+        settings_doc = fingerprint.for_task(self.output_settings, self.settings, sample.task)
+        settings_sha256 = fingerprint.digest(settings_doc)
         try:
-            if self._skip(sample):
+            if self._skip(sample, rec, settings_sha256):
                 rec.status = "skipped"
             else:
-                await self._produce(slot, sample, rec)
+                await self._produce(slot, sample, rec, settings_doc, settings_sha256)
                 rec.status, rec.error_kind, rec.error = "ok", None, None
         except InputAudioError as exc:
             rec.fail("input", str(exc))
@@ -181,22 +207,42 @@ class SampleRunner:
             rec.frames_sent, rec.frames_received = exc.frames_sent, exc.frames_received
         except OSError as exc:  # writing outputs: disk full, permissions
             rec.fail("write", f"cannot write outputs in {sample.folder}: {exc}")
-        rec.wall_s = round(time.perf_counter() - t0, 3)
-        return rec
 
-    def _skip(self, sample: Sample) -> bool:
-        """Complete and not to be redone; an incomplete or stale output is set aside."""
-        complete = sample.input_path.is_file() and is_complete(
-            sample, file_sha256(sample.input_path)
-        )
-        if complete:
-            return not self.settings.overwrite
-        moved = set_aside_stale(sample)  # a partial, stale or foreign output must not be scored
-        if moved is not None:
-            log.warning("%s: moved an incomplete or stale output to %s", sample.key, moved.name)
+    def _skip(self, sample: Sample, rec: SampleRecord, settings_sha256: str) -> bool:
+        """Complete and not to be redone. An output of other settings is set aside and redone
+        (or kept, when the settings ask); an incomplete or stale one is set aside."""
+        if not sample.input_path.is_file():
+            return False  # loading it fails the sample with the reason
+        found = inspect_outputs(sample, file_sha256(sample.input_path), settings_sha256)
+        if found.state != "incomplete" and self.settings.overwrite:
+            return False  # asked for: redone in place, whatever made the outputs
+        if found.state == "complete":
+            return True
+        if found.state == "other_settings":
+            if self.settings.keep_other_settings:
+                rec.note = "kept: other settings"
+                return True
+            moved = set_aside_previous(sample, found.settings_sha256)
+            rec.note = "redone: settings changed"
+            log.warning(
+                "%s: its outputs were made with other settings; moved them to %s and redoing",
+                sample.key,
+                moved.name,
+            )
+            return False
+        stale = set_aside_stale(sample)  # a partial, stale or foreign output must not be scored
+        if stale is not None:
+            log.warning("%s: moved an incomplete or stale output to %s", sample.key, stale.name)
         return False
 
-    async def _produce(self, slot: ServerSlot, sample: Sample, rec: SampleRecord) -> None:
+    async def _produce(
+        self,
+        slot: ServerSlot,
+        sample: Sample,
+        rec: SampleRecord,
+        settings_doc: dict[str, Any],
+        settings_sha256: str,
+    ) -> None:
         audio = load_input(sample.input_path)
         rec.duration_s = round(audio.duration_s, 3)
         rec.frames_expected = self.spec.expected_output_frames(audio.n_frames)
@@ -222,5 +268,7 @@ class SampleRunner:
                 "frames_sent": result.frames_sent,
                 "frames_received": result.frames_received,
                 "frame_seconds": FRAME_SECONDS,
+                "settings": settings_doc,
+                "settings_sha256": settings_sha256,
             },
         )

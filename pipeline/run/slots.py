@@ -1,5 +1,6 @@
-"""A server as the batch sees it: an address, a session counter, and a hook run before each
-session that may restart a dead server."""
+"""A server as the batch sees it: an address, a session counter, a hook run before each session
+that may restart a dead server, and (for servers this tool started) a forced restart for a
+server that is alive but failing every sample."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class ServerSlot:
     sessions: int = 0
     # called before every session: restarts a dead server, or raises ServerGone
     ensure_ready: Callable[[], Awaitable[None]] | None = None
+    # restarts the server although it runs (the breaker), or raises ServerGone; None: the
+    # server is not ours to restart
+    force_restart: Callable[[str], Awaitable[None]] | None = None
 
     async def ready(self) -> None:
         if self.ensure_ready is not None:

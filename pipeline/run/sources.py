@@ -58,6 +58,10 @@ class ServerSource(abc.ABC):
         """Provenance of each server for the manifest (None: nothing to say)."""
         return None
 
+    def model_identity(self) -> dict[str, Any] | None:
+        """What identifies the model the servers run, once started (None: not known)."""
+        return None
+
 
 PROBE_TIMEOUT_S = 10.0  # at most: a wrong address must cost seconds, not a batch of retries
 
@@ -121,7 +125,7 @@ class StartedServers(ServerSource):
         log.info("%d server(s) ready after %.1f s", len(backends), took)
         slots = [ServerSlot(url=b.url, name=b.spec.name) for b in backends]
         for b, slot in zip(backends, slots, strict=True):
-            slot.ensure_ready = _restarter(b, slot, self.settings)
+            slot.ensure_ready, slot.force_restart = _restarter(b, slot, self.settings)
         return slots
 
     def stop(self) -> None:
@@ -158,6 +162,24 @@ class StartedServers(ServerSource):
     def describe(self) -> list[dict[str, Any]] | None:
         return [b.describe() for b in self.backends] if self.launch is not None else None
 
+    def model_identity(self) -> dict[str, Any] | None:
+        """The image (Docker image id, SIF sha256), the weights and the server command: every
+        server of a run runs the same, so the first one speaks for all."""
+        launch = self.launch
+        if launch is None or not launch.backends:
+            return None
+        s = self.settings
+        first = launch.backends[0].describe()
+        return {
+            "image": first.get("image_id") or first.get("image_sha256"),
+            "repository": None if launch.local_weights else launch.model_repo,
+            "revision": None
+            if launch.local_weights
+            else cached_revision(s.hf_cache, launch.model_repo),
+            "server_command": s.server_command or None,
+            "server_args": list(s.server_args),
+        }
+
 
 def _wait_all_ready(
     backends: list[ServerBackend], timeout_s: float, observer: RunObserver
@@ -187,21 +209,21 @@ def _wait_all_ready(
 
 def _restarter(
     backend: ServerBackend, slot: ServerSlot, settings: BenchSettings
-) -> Callable[[], Awaitable[None]]:
-    """Before each session: a dead server is restarted (a bounded number of times)."""
+) -> tuple[Callable[[], Awaitable[None]], Callable[[str], Awaitable[None]]]:
+    """Before each session: a dead server is restarted; and the breaker's forced restart of a
+    live one. Both count against --max-restarts; past it the server is gone (ServerGone)."""
     cancel = threading.Event()  # a signal mid-restart: stop waiting for the new server
 
-    def restart_blocking() -> None:
-        code = backend.exit_code()
+    def restart_blocking(why: str) -> None:
         name = backend.spec.name
         if backend.restarts >= settings.max_restarts:
             raise ServerGone(
-                f"{name} died (exit code {code}) and was already restarted"
-                f" {backend.restarts} time(s); see {backend.log_path}"
+                f"{name} {why} and was already restarted {backend.restarts} time(s)"
+                f" ({flag_for('max_restarts')} {settings.max_restarts}); see {backend.log_path}"
             )
         log.warning(
-            "%s died (exit code %s); restarting it (%d/%d)",
-            name, code, backend.restarts + 1, settings.max_restarts,
+            "%s %s; restarting it (%d/%d)",
+            name, why, backend.restarts + 1, settings.max_restarts,
         )  # fmt: skip
         try:
             backend.restart(settings.stop_grace_s)
@@ -210,13 +232,15 @@ def _restarter(
             raise ServerGone(f"{name} could not be restarted: {exc}") from None
         slot.sessions = 0  # a new process: its RNG starts again
 
-    async def ensure() -> None:
-        if backend.alive():
-            return
+    async def in_thread(why: str) -> None:
         try:
-            await asyncio.to_thread(restart_blocking)
+            await asyncio.to_thread(restart_blocking, why)
         except asyncio.CancelledError:
             cancel.set()
             raise
 
-    return ensure
+    async def ensure() -> None:
+        if not backend.alive():
+            await in_thread(f"died (exit code {backend.exit_code()})")
+
+    return ensure, in_thread

@@ -36,7 +36,13 @@ from pipeline.stream.protocol import (
 
 # How a session can fail: a closed set, recorded as a sample's error kind
 SessionErrorKind = Literal[
-    "session", "connect", "handshake_timeout", "stall", "server_closed", "protocol"
+    "session",
+    "connect",
+    "handshake_timeout",
+    "stall",
+    "server_closed",
+    "protocol",
+    "profile_mismatch",
 ]
 
 
@@ -73,6 +79,19 @@ class ServerClosedError(SessionError):
 
 class ProtocolViolation(SessionError):
     kind: ClassVar[SessionErrorKind] = "protocol"
+
+
+class ProfileMismatch(SessionError):
+    """The server answers as the other profile's server does: no retry can help."""
+
+    kind: ClassVar[SessionErrorKind] = "profile_mismatch"
+
+
+# A PersonaPlex session whose server went silent one frame short, with every input frame sent,
+# is talking to upstream moshi (N in, N-1 out): said after this long (or 20 frame intervals,
+# whichever is longer; never more than the stall timeout), not after the stall timeout
+PROFILE_WAIT_S = 5.0
+PROFILE_WAIT_INTERVALS = 20
 
 
 @dataclass(frozen=True)
@@ -167,6 +186,7 @@ class _Stream:
         self.chunks: list[Float32Array] = []
         self.decoded = 0
         self.received = 0
+        self.arrivals: list[float] = []
         self.t0 = 0.0
 
     async def send(self, realtime: bool, encoder_preset: str) -> None:
@@ -191,7 +211,17 @@ class _Stream:
             src = self.received + self.lag_offset
             if src < len(self.sent_at):
                 self.lags.append(now - self.sent_at[src])
+            self.arrivals.append(now)
             self.received += 1
+
+    def wait_s(self, stall_s: float, sender: asyncio.Task[None]) -> float:
+        """How long to wait for the next message: the stall timeout, or less where a silence
+        already says which server this is (see PROFILE_WAIT_S)."""
+        one_short = self.lag_offset == 0 and self.received == self.expected - 1
+        if not (one_short and sender.done() and len(self.sent_at) == len(self.frames)):
+            return stall_s
+        gaps = np.diff(self.arrivals) if len(self.arrivals) > 1 else np.zeros(1)
+        return min(stall_s, max(PROFILE_WAIT_S, PROFILE_WAIT_INTERVALS * float(np.median(gaps))))
 
     def on_text(self, payload: bytes, now: float) -> None:
         # The output frame this piece belongs to, from the order the server sends them in. A
@@ -285,9 +315,16 @@ async def _receive(
     decoder = OggOpusDecoder()
     expected = st.expected
     while st.received < expected:
+        wait_s = st.wait_s(stall_s, sender)
         try:
-            msg = await asyncio.wait_for(ws.recv(), stall_s)
+            msg = await asyncio.wait_for(ws.recv(), wait_s)
         except TimeoutError:
+            if wait_s < stall_s:
+                raise ProfileMismatch(
+                    f"every input frame was sent and {st.received}/{expected} output frames"
+                    f" came back, then nothing for {wait_s:.0f} s: the server answers as upstream"
+                    " moshi does (one frame fewer than it is sent), not as PersonaPlex"
+                ) from None
             raise StallError(
                 f"no message from the server for {stall_s:.0f} s after"
                 f" {st.received}/{expected} output frames"

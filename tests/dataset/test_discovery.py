@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dataset.discovery import KNOWN_TASKS, DatasetError, discover, select_tasks
+from pipeline.dataset.discovery import KNOWN_TASKS, DatasetError, Sample, discover, select_tasks
 
 
 def make_tree(root: Path, layout: dict[str, list[str]]) -> None:
@@ -26,7 +26,20 @@ def test_natural_deterministic_order_and_paths(tmp_path: Path) -> None:
     assert s.input_path == tmp_path / "user_backchannel" / "1" / "clean_input.wav"
     assert s.output_path.name == "clean_output.wav"
     assert s.text_path.name == "clean_output_text.json"
-    assert s.key == "user_backchannel/1"
+    assert s.key == "user_backchannel/1 (clean_)"  # unique beside the main pass
+    assert samples[0].key != Sample("user_backchannel", "1", s.folder).key
+
+
+def test_both_runs_two_passes_per_v15_folder_and_one_per_v10_folder(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"user_backchannel": ["2", "1"], "icc_backchannel": ["7"]})
+    got = [(s.task, s.sample_id, s.prefix) for s in discover(tmp_path, prefix="both")]
+    assert got == [
+        ("user_backchannel", "1", ""),
+        ("user_backchannel", "1", "clean_"),
+        ("user_backchannel", "2", ""),
+        ("user_backchannel", "2", "clean_"),
+        ("icc_backchannel", "7", ""),  # v1.0 has no clean input
+    ]
 
 
 def test_v10_tasks_are_known(tmp_path: Path) -> None:

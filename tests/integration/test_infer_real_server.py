@@ -16,6 +16,7 @@ import soundfile as sf
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
+from tests.conftest import ZERO_COUNTS
 from tests.integration.runs import finish, lines, start, wait_in_session
 from tests.real_server import RunningServer
 
@@ -77,7 +78,7 @@ def test_both_pacings_resume_and_overwrite(
     assert check_outputs(dataset) > 0, "the real server sent no text at all"
     manifest = json.loads((tmp_path / "unpaced" / "manifest.json").read_text())
     assert manifest["status"] == "finished"
-    assert manifest["counts"] == {"ok": n, "failed": 0, "skipped": 0}
+    assert manifest["counts"] == {**ZERO_COUNTS, "ok": n}
 
     code, out = finish(infer(moshi_server, dataset, tmp_path / "again"))
     assert code == 0, out
@@ -150,3 +151,26 @@ def test_sigterm_finalises_the_manifest(
     manifest = json.loads((tmp_path / "term" / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["finished_at"]
     assert manifest["counts"]["ok"] >= 1
+
+
+def test_the_personaplex_profile_against_upstream_moshi_stops_at_once(
+    moshi_server: RunningServer, tmp_path: Path
+) -> None:
+    """The default profile against the real upstream server: N-1 of N frames. Before: each
+    sample waited out the 60 s stall timeout, was retried twice and failed with "raise
+    --stall-timeout" (7 min 11 s for 2 samples; ~25 hours for v1.5)."""
+    root = tmp_path / "v1.5"
+    synthesize(root, SynthSpec(tasks=("user_interruption",), per_task=3, seconds_trailing=0.5))
+    t0 = time.monotonic()
+    proc = start(
+        "infer", "--server", moshi_server.address, "--root", str(root),
+        "--run-dir", str(tmp_path / "r"), "--overwrite",
+    )  # fmt: skip
+    code, out = finish(proc, timeout=120)
+    took = time.monotonic() - t0
+    recs = lines(tmp_path / "r")
+    assert code == 1, out
+    assert [r["status"] for r in recs] == ["failed", "not_run", "not_run"]
+    assert recs[0]["error_kind"] == "profile_mismatch" and recs[0]["attempts"] == []
+    assert recs[0]["frames_received"] == recs[0]["frames_sent"] - 1
+    assert "--profile moshi" in out and took < 45

@@ -22,7 +22,12 @@ from pipeline.server.preflight import BUILTIN_VOICES
 from pipeline.stream.protocol import FRAME_SAMPLES, PROFILE_SPECS, session_url
 from pipeline.stream.session import Timeouts, run_session
 from tests.integration.runs import finish, lines, manifest, start, wait_for
-from tests.real_server import RunningServer, tiny_personaplex_bench_args
+from tests.real_server import (
+    TINY_PERSONAPLEX_DIR,
+    RunningServer,
+    personaplex_python,
+    tiny_personaplex_bench_args,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TIMEOUTS = Timeouts(connect_s=30, handshake_s=120, stall_s=60)
@@ -178,3 +183,65 @@ async def test_client_garbage_is_skipped_and_every_frame_answered(
             if msg[0] == 1:
                 decoded += decoder.feed(msg[1:]).size
     assert decoded == n * FRAME_SAMPLES
+
+
+RANDOM_WEIGHTS_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import serve, tiny
+from moshi.models import loaders
+tiny.apply(loaders, text_card=128)
+serve._random_weights(loaders)
+mimi = loaders.get_mimi("absent.safetensors", "cpu")
+lm = loaders.get_moshi_lm("absent.safetensors", device="cpu")
+codebooks = [m for m in mimi.modules() if type(m).__name__ == "EuclideanCodebook"]
+print(lm.dep_q, lm.text_card, str(next(lm.parameters()).dtype),
+      min(float(c.embedding_sum.abs().mean()) for c in codebooks))
+"""
+
+
+def test_full_size_launcher_builds_random_weights_without_files(
+    personaplex_model_dir: Path,
+) -> None:
+    """`serve.py --full-size` (the GPU check) makes both models at random on the device and
+    reads no weight file; here on the tiny configuration, so that it runs on a CPU."""
+    out = subprocess.run(
+        [str(personaplex_python()), "-c", RANDOM_WEIGHTS_CHECK, str(TINY_PERSONAPLEX_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.split()
+    dep_q, text_card, dtype, codebook_mean = out
+    assert (dep_q, text_card, dtype) == ("16", "128", "torch.bfloat16")
+    assert float(codebook_mean) > 0.1  # filled, not the all-zero fresh codebooks
+
+
+@pytest.mark.timeout(900)
+def test_two_bench_runs_on_two_servers_give_byte_identical_outputs(
+    personaplex_model_dir: Path, tmp_path: Path
+) -> None:
+    """PersonaPlex samples its tokens from one RNG per process: outputs depend on which server
+    ran which samples before them. Before: one shared queue, so that depended on timing."""
+    from pipeline.dataset.synthesize import SynthSpec, synthesize
+
+    root = tmp_path / "v1.5"
+    tasks = ("user_interruption", "talking_to_other")
+    synthesize(root, SynthSpec(tasks=tasks, per_task=2, seconds_trailing=0.3))
+    outputs, plans = [], []
+    for k in (1, 2):
+        run = tmp_path / f"r{k}"
+        proc = start(
+            "bench", "--root", str(root), "--run-dir", str(run), "--overwrite",
+            "--hf-cache", str(tmp_path / "hf"), "--port", "0", "--gpus", "cpu0,cpu1",
+            "--startup-timeout", "120", *tiny_personaplex_bench_args(personaplex_model_dir),
+        )  # fmt: skip
+        code, out = finish(proc)
+        assert code == 0, out
+        plans.append([lane["samples"] for lane in manifest(run)["plan"]])
+        outputs.append({s.key: s.output_path.read_bytes() for s in discover(root)})
+        texts = [json.loads(s.text_path.read_text())["text"] for s in discover(root)]
+    assert len(plans[0]) == 2 and all(len(keys) == 2 for keys in plans[0])
+    assert plans[0] == plans[1]
+    assert len(outputs[0]) == 4 and outputs[0] == outputs[1]
+    assert len(set(outputs[0].values())) == 4 and any(texts)  # real, distinct outputs

@@ -9,8 +9,9 @@ from pipeline.dataset.discovery import Sample
 from pipeline.results import atomic
 from pipeline.results.outputs import (
     align_output,
-    is_complete,
+    inspect_outputs,
     remove_leftovers,
+    set_aside_previous,
     write_outputs,
 )
 from pipeline.stream.protocol import FRAME_SAMPLES, SAMPLE_RATE
@@ -22,6 +23,13 @@ def sample(tmp_path: Path) -> Sample:
     folder = tmp_path / "user_interruption" / "1"
     folder.mkdir(parents=True)
     return Sample("user_interruption", "1", folder)
+
+
+MADE = {"input_sha256": "abc", "settings_sha256": "s1"}
+
+
+def is_complete(sample: Sample, input_sha256: str = "abc", settings: str = "s1") -> bool:
+    return inspect_outputs(sample, input_sha256, settings).state == "complete"
 
 
 def frames_of(n: int) -> np.ndarray:
@@ -45,7 +53,7 @@ def test_alignment_reference_convention() -> None:
 def test_write_then_complete_and_corruption_detected(sample: Sample) -> None:
     aligned = align_output(frames_of(4), 4 * FRAME_SAMPLES)
     pieces = [TextPiece(" hello", 1, 0.16, 0.2)]
-    write_outputs(sample, aligned, pieces, {"input_sha256": "abc"})
+    write_outputs(sample, aligned, pieces, MADE)
     data, rate = sf.read(sample.output_path)
     assert rate == SAMPLE_RATE and data.shape == (4 * FRAME_SAMPLES,)
     info = sf.info(sample.output_path)
@@ -71,7 +79,7 @@ def test_crash_mid_write_leaves_nothing_that_looks_finished(
     sample: Sample, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     aligned = align_output(frames_of(2), 2 * FRAME_SAMPLES)
-    write_outputs(sample, aligned, [], {"input_sha256": "abc"})
+    write_outputs(sample, aligned, [], MADE)
     assert is_complete(sample, "abc")
     real_replace = atomic.os.replace
     calls = []
@@ -108,3 +116,23 @@ def test_stale_or_foreign_output_is_set_aside_not_deleted(sample: Sample) -> Non
     assert moved == sample.folder / "output.wav.stale"
     assert moved.read_bytes().startswith(b"a reference")
     assert not sample.output_path.exists() and not sample.text_path.exists()
+
+
+def test_outputs_of_other_settings_are_not_complete_and_are_set_aside(sample: Sample) -> None:
+    write_outputs(sample, align_output(frames_of(2), 2 * FRAME_SAMPLES), [], MADE)
+    found = inspect_outputs(sample, "abc", "s2")  # same input, other settings
+    assert (found.state, found.settings_sha256) == ("other_settings", "s1")
+    assert inspect_outputs(sample, "xyz", "s1").state == "incomplete"  # another input
+    wav = sample.output_path.read_bytes()
+    moved = set_aside_previous(sample, found.settings_sha256)
+    assert moved.name == "output.wav.prev-s1" and moved.read_bytes() == wav  # never deleted
+    assert (sample.folder / "output_text.json.prev-s1").is_file()
+    assert not sample.output_path.exists() and not sample.text_path.exists()
+
+
+def test_outputs_without_a_settings_record_count_as_other_settings(sample: Sample) -> None:
+    """Outputs of an older version of this tool carry no settings: never taken as complete."""
+    write_outputs(sample, align_output(frames_of(1), FRAME_SAMPLES), [], {"input_sha256": "abc"})
+    found = inspect_outputs(sample, "abc", "s1")
+    assert (found.state, found.settings_sha256) == ("other_settings", None)
+    assert set_aside_previous(sample, None).name == "output.wav.prev-unknown"

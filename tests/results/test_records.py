@@ -5,6 +5,7 @@ from pipeline.config import InferSettings
 from pipeline.results.records import RunRecords, SampleRecord, git_state, package_versions
 from pipeline.run.run import settings_record
 from pipeline.secrets import redact
+from tests.conftest import ZERO_COUNTS
 
 
 def test_manifest_lifecycle_and_lines(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ def test_manifest_lifecycle_and_lines(tmp_path: Path) -> None:
     rec.finish("failed")
     doc = json.loads(rec.manifest_path.read_text())
     assert doc["status"] == "failed" and doc["finished_at"]
-    assert doc["counts"] == {"ok": 1, "failed": 1, "skipped": 0}
+    assert doc["counts"] == {**ZERO_COUNTS, "ok": 1, "failed": 1}
 
 
 def test_secrets_never_recorded(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pipeline.run.run import execute_run
 from pipeline.run.slots import ServerSlot
 from pipeline.run.sources import Prepared, ServerSource
 from pipeline.server.base import PreflightError, ServerError
+from tests.conftest import ZERO_COUNTS
 from tests.fakes.fake_server import Behaviour, FakeServer
 from tests.test_runner import make_dataset
 
@@ -88,8 +89,8 @@ def test_a_whole_run_reports_progress_and_finishes_the_manifest(tmp_path: Path) 
     assert source.calls == ["prepare", "start", "stop"]
     assert observer.events == [
         ("started", 2),
-        ("sample", {"ok": 1, "failed": 0, "skipped": 0}),
-        ("sample", {"ok": 2, "failed": 0, "skipped": 0}),
+        ("sample", {**ZERO_COUNTS, "ok": 1}),
+        ("sample", {**ZERO_COUNTS, "ok": 2}),
         ("finished", None),
     ]
     m = manifest(tmp_path)

@@ -14,12 +14,14 @@ import pytest
 
 from pipeline.config import BenchSettings
 from pipeline.results.records import SampleRecord
+from pipeline.run.batch import NO_SERVER_LEFT
 from pipeline.run.observer import RunObserver
 from pipeline.run.run import execute_run
 from pipeline.run.sources import Prepared, StartedServers
 from pipeline.server.base import ServerBackend, ServerSpec, TeardownError
 from pipeline.server.launch import LaunchPlan
 from pipeline.server.preflight import free_port
+from tests.conftest import ZERO_COUNTS
 from tests.fakes.fake_server import Behaviour, FakeServer
 from tests.test_runner import make_dataset
 
@@ -29,9 +31,17 @@ class InProcessBackend(ServerBackend):
 
     runtime = "in-process"
 
-    def __init__(self, index: int, log_dir: Path, *, dies_at_start: bool = False) -> None:
+    def __init__(
+        self,
+        index: int,
+        log_dir: Path,
+        *,
+        dies_at_start: bool = False,
+        first_life: Behaviour | None = None,
+    ) -> None:
         spec = ServerSpec(["fake"], port=free_port(), run_id="t", index=index)
         super().__init__(spec, log_dir)
+        self.first_life = first_life or Behaviour()  # how its first process serves sessions
         self.server: FakeServer | None = None
         self.code: int | None = None
         self.dies_at_start = dies_at_start
@@ -43,7 +53,8 @@ class InProcessBackend(ServerBackend):
         if self.dies_at_start:
             self.code = 3
             return
-        self.server = FakeServer(Behaviour(), port=self.spec.port).start()
+        behaviour = self.first_life if self.starts == 1 else Behaviour()
+        self.server = FakeServer(behaviour, port=self.spec.port).start()
         self.code = None
 
     def kill(self) -> None:
@@ -133,8 +144,9 @@ def test_the_last_server_gone_fails_the_rest_never_drops_them(tmp_path: Path) ->
     s = bench_settings(tmp_path, max_restarts=0)
     outcome = execute_run(s, Servers(s, [backend]), KillAfter(backend, 1))
     assert outcome.exit_code == 1
-    assert outcome.records.count_table() == {"ok": 1, "failed": 2, "skipped": 0}
-    assert {r.error_kind for r in outcome.records.failures} == {"no_server"}
+    assert outcome.records.count_table() == {**ZERO_COUNTS, "ok": 1, "not_run": 2}
+    assert {r.error for r in outcome.records.failures} == {NO_SERVER_LEFT}
+    assert outcome.error == NO_SERVER_LEFT
 
 
 def test_a_server_dying_at_start_up_fails_at_once_with_its_log(tmp_path: Path) -> None:
@@ -158,3 +170,29 @@ def test_a_failed_teardown_is_reported_with_the_command(
     assert fine.server is None  # the others are still torn down
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("kill -9 -4242" in e and stuck.spec.name in e for e in errors)
+
+
+def test_the_breaker_restarts_a_live_server_that_fails_every_sample(tmp_path: Path) -> None:
+    """A server alive but broken (a sticky CUDA error): without the breaker every remaining
+    sample failed one by one on it; now two failures in a row restart it."""
+    broken = InProcessBackend(0, tmp_path, first_life=Behaviour(stall_after_frames=1))
+    s = bench_settings(
+        tmp_path, n=5, breaker=2, stall_timeout_s=0.5, sample_retries=0, max_restarts=1,
+        warmup=False,
+    )  # fmt: skip
+    outcome = execute_run(s, Servers(s, [broken]))
+    assert broken.restarts == 1 and broken.starts == 2  # the path under test ran
+    assert outcome.records.count_table() == {**ZERO_COUNTS, "ok": 3, "failed": 2}
+    assert outcome.exit_code == 1 and outcome.error is None  # the run itself went on
+
+
+def test_the_breaker_past_max_restarts_records_the_rest_as_not_run(tmp_path: Path) -> None:
+    broken = InProcessBackend(0, tmp_path, first_life=Behaviour(stall_after_frames=1))
+    s = bench_settings(
+        tmp_path, n=5, breaker=2, stall_timeout_s=0.5, sample_retries=0, max_restarts=0,
+        warmup=False,
+    )  # fmt: skip
+    outcome = execute_run(s, Servers(s, [broken]))
+    assert broken.restarts == 0
+    assert outcome.records.count_table() == {**ZERO_COUNTS, "failed": 2, "not_run": 3}
+    assert outcome.exit_code == 1 and outcome.error == NO_SERVER_LEFT

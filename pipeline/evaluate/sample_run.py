@@ -1,0 +1,87 @@
+"""One stage on one sample: skip it if its file is current, else compute and write it."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from pipeline.dataset.discovery import Sample
+from pipeline.evaluate.fdb_repo import FdbRepoError
+from pipeline.evaluate.provenance import current_values, stamp_for, sweep_partials, write_result
+from pipeline.evaluate.stages import EvalContext, Stage
+from pipeline.evaluate.vad_model import VadModelError
+from pipeline.evaluate.words import EvalInputError
+from pipeline.results.locks import SampleLock
+
+# Who writes each file a stage may read (for "X is missing" errors)
+WRITTEN_BY = {
+    "output.wav": "the inference (`python -m pipeline bench` or `infer`)",
+    "output.json": "the ASR stage (FDB's get_transcript/asr.py format; not in this version)",
+}
+SAMPLE_ERRORS = (EvalInputError, VadModelError, FdbRepoError, OSError)
+
+
+@dataclass
+class SampleResult:
+    sample: Sample
+    stage: str
+    status: str  # done | kept | failed | skipped | held | not_current
+    values: dict[str, Any] | None = None
+    error: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "task": self.sample.task,
+            "sample": self.sample.sample_id,
+            "prefix": self.sample.prefix,
+            "stage": self.stage,
+            "status": self.status,
+            "error": self.error,
+            "values": self.values,
+            "versions": versions(),
+        }
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    found = {}
+    for dist in ("fdb-pipeline", "numpy", "onnxruntime", "scipy", "soundfile"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "absent"
+    return found
+
+
+def run_sample(stage: Stage, ctx: EvalContext, sample: Sample, compute: bool) -> SampleResult:
+    """``compute`` False (``stats`` alone): only read a current file, never write one."""
+    need = stage.missing(ctx, sample)
+    if need is not None:
+        return SampleResult(sample, stage.name, "skipped", error=f"needs {need}")
+    for name in stage.input_names(sample):
+        if not (sample.folder / name).is_file():
+            made_by = WRITTEN_BY.get(name, "the dataset")
+            error = f"{sample.folder / name} is missing; it is written by {made_by}"
+            return SampleResult(sample, stage.name, "failed", error=error)
+    path = stage.output_path(sample)
+    config = stage.config(ctx, sample)
+    stamp = stamp_for(stage.name, sample.folder, stage.input_names(sample), config)
+    values = current_values(path, stamp)
+    if values is not None:
+        return SampleResult(sample, stage.name, "kept", values)
+    if not compute:
+        error = f"{path.name} is absent or was made from other inputs; run --stage {stage.name}"
+        return SampleResult(sample, stage.name, "not_current", error=error)
+    with SampleLock(sample, sample.folder / f".eval-{stage.name}.lock") as held:
+        if not held:
+            error = "another evaluation holds this sample"
+            return SampleResult(sample, stage.name, "held", error=error)
+        sweep_partials(path)
+        try:
+            body, values = stage.compute(ctx, sample)
+        except SAMPLE_ERRORS as exc:
+            return SampleResult(sample, stage.name, "failed", error=str(exc))
+        write_result(path, body, stamp, values, versions())
+    return SampleResult(sample, stage.name, "done", values)
