@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint bench-client \
+.PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster test test-unit lint bench-client \
 	bench-encoder bench-orchestration \
 	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
@@ -34,7 +34,7 @@ TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: system-packages venv server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
+setup: system-packages venv server-env personaplex-env docker-engine slurm-cluster ## install everything the tests need (apt, venvs, Docker, Slurm)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -58,6 +58,9 @@ personaplex-env: ## a separate venv with NVIDIA's PersonaPlex server (pinned com
 
 docker-engine: ## install and start a local Docker engine (tests, CPU image)
 	bash scripts/docker-engine.sh start
+
+slurm-cluster: ## install and start a one-node Slurm (munge, slurmctld, slurmd); SLURM_CONF: see its env
+	bash scripts/slurm-cluster.sh start
 
 test: venv ## run every test (integration tests need `make setup` first; CI never skips them)
 	$(PY) -m pytest -ra
