@@ -583,7 +583,7 @@ class SlurmSettings(BenchSettings):
         flags=("--throttle",),
         metavar="K",
         group="slurm",
-        help="at most K tasks at once (the array's %K); 0: as many as the queue gives",
+        help="at most K tasks at once (the array's throttle); 0: as many as the queue gives",
     )
     term_before_s: int = option(
         120,
