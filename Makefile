@@ -10,7 +10,7 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster test test-unit lint bench-client \
-	bench-encoder bench-orchestration \
+	bench-encoder bench-orchestration bench-slurm \
 	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
@@ -79,6 +79,9 @@ bench-client: venv ## client throughput and memory against a zero-cost echo serv
 
 bench-encoder: venv ## what the server hears under each Opus encoder preset (SNR, side by side)
 	PYTHONPATH=. $(PY) scripts/bench_encoder.py
+
+bench-slurm: venv server-env slurm-cluster ## 1, 2, 3 array tasks on the local Slurm: wall time, overhead, scaling
+	PYTHONPATH=. $(PY) scripts/bench_slurm.py
 
 bench-orchestration: venv server-env docker-engine ## readiness/crash/teardown delays, pacing, in Docker
 	PYTHONPATH=. $(PY) scripts/bench_orchestration.py

@@ -48,7 +48,8 @@ def bench_toml(settings: SlurmSettings) -> str:
     header = (
         "What every task of this job runs `python -m pipeline bench` with (written by\n"
         "`slurm submit`; each task adds --shard, --samples-file and --run-dir). An edit here\n"
-        "applies to tasks that start after it."
+        "applies to this array's tasks that start after it; `slurm resubmit` writes this file\n"
+        "anew from slurm.toml (edit that one for the next arrays)."
     )
     return settings_toml(
         bench, BenchSettings, header=header, always=("runtime", "gpus"), never=PER_TASK

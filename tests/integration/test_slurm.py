@@ -223,8 +223,9 @@ def test_scancel_leaves_nothing_behind_and_resubmit_completes_exactly_the_rest(
 def test_a_task_stopped_by_its_time_limit_resumes_on_resubmit(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    # real time pacing and long inputs: the task cannot finish within its 1 minute
-    data = dataset(tmp_path / "data", ("talking_to_other",), per_task=4, trailing=10)
+    # paced in real time, 6 inputs of ~17 s: the task cannot finish within its 1 minute (Slurm
+    # acts on the limit up to ~30 s late), whatever the machine's speed
+    data = dataset(tmp_path / "data", ("talking_to_other",), per_task=3, trailing=10)
     job = tmp_path / "job"
     job_id = submit(
         job, data, tiny_model_dir, "--port", "0", "--time", "1", "--term-before", "0",
@@ -236,4 +237,8 @@ def test_a_task_stopped_by_its_time_limit_resumes_on_resubmit(
     done = assert_clean_stop(task, job, data)
     keys = [s.key for s in discover(data, prefix="both")]
     assert len(done) < len(keys)
+    # the rest unpaced: resubmit takes the job's settings from slurm.toml, edits included
+    toml = job / "slurm.toml"
+    toml.write_text(toml.read_text().replace('pace = "realtime"\n', ""))
     resubmit_completes_exactly_the_rest(job, done, keys)
+    assert "pace" not in (job / "bench.toml").read_text()
