@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.config import SlurmSettings
 from pipeline.dataset.synthesize import SynthSpec, synthesize
-from pipeline.slurm.queue import array_states
+from pipeline.slurm.queue import ACTIVE, array_states
 from pipeline.slurm.submit import submit
 from tests.real_server import ensure_tiny_model, server_python, tiny_model_flags
 
@@ -64,9 +64,7 @@ def one_run(data: Path, out: Path, job: Path, shards: int, model: Path) -> dict[
     _, sub = submit(settings)
     while True:
         states = array_states(sub.job_id)
-        if states and all(
-            s.state not in ("PENDING", "RUNNING", "COMPLETING") for s in states.values()
-        ):
+        if states and all(s.state not in ACTIVE for s in states.values()):
             break
         time.sleep(0.2)
     wall = time.time() - t0

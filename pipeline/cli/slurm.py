@@ -48,10 +48,20 @@ def resubmit(job: JobDir, values: dict[str, Any]) -> int:
 
     from pipeline.config import resolve_slurm_settings
     from pipeline.run.run import dataset
+    from pipeline.slurm.queue import ACTIVE, array_states
     from pipeline.slurm.report import merge_job
+    from pipeline.slurm.submit import SlurmError
     from pipeline.slurm.submit import submit as submit_array
 
-    merged = merge_job(job, job.require())
+    subs = job.require()
+    for sub in subs:
+        active = [k for k, st in array_states(sub.job_id).items() if st.state in ACTIVE]
+        if active:
+            raise SlurmError(
+                f"job {sub.job_id} still has {len(active)} task(s) pending or running: wait for"
+                f" them (slurm status {job.path}), or scancel {sub.job_id} first"
+            )
+    merged = merge_job(job, subs)
     rest = set(merged.unfinished())
     if not rest:
         print(f"nothing to resubmit: every sample of {job.path} is done")

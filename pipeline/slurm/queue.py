@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 
 QUERY_TIMEOUT_S = 30
+# states of a task that has not ended (it may still write its ledger)
+ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
 
 
 @dataclass(frozen=True)

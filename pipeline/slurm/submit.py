@@ -100,10 +100,16 @@ def submit(
     the settings select) and submit it."""
     job = JobDir(settings.run_dir or default_job_dir())
     settings = dataclasses.replace(settings, run_dir=job.path.absolute())
+    earlier = job.submissions()
+    if earlier and samples is None:
+        raise SlurmError(
+            f"{job.path} already holds job {earlier[0].job_id}: `slurm resubmit {job.path}` runs"
+            " what it has not done; pass another --run-dir for a new job"
+        )
     todo = list(samples) if samples is not None else dataset(settings)
     if not todo:
         raise SlurmError("no samples to run: the dataset selection is empty")
-    index = len(job.submissions())
+    index = len(earlier)
     shards = min(settings.shards, len(todo))
     job.path.mkdir(parents=True, exist_ok=True)
     job.log_dir(index).mkdir(parents=True, exist_ok=True)

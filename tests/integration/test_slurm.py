@@ -22,7 +22,7 @@ import pytest
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
 from pipeline.results.outputs import TEXT_FORMAT
-from pipeline.slurm.queue import array_states
+from pipeline.slurm.queue import ACTIVE, array_states
 from tests.conftest import in_ci
 from tests.integration.runs import finish, lines, manifest, start, wait_for
 from tests.real_server import tiny_bench_args
@@ -78,10 +78,7 @@ def wait_gone(job_id: str, timeout: float = 600) -> None:
 
     def done() -> bool:
         states = array_states(job_id)
-        return bool(states) and all(
-            s.state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED")
-            for s in states.values()
-        )
+        return bool(states) and all(s.state not in ACTIVE for s in states.values())
 
     wait_for(done, timeout)
 

@@ -119,3 +119,11 @@ def test_report_command_writes_one_manifest_and_exits_1_unless_all_ok(
 def test_a_folder_that_is_no_job_is_a_clear_error(tmp_path: Path, caplog: Any) -> None:
     assert main(["slurm", "status", str(tmp_path)]) == 2
     assert "holds no submitted job" in caplog.text
+
+
+def test_a_second_submit_into_a_job_folder_is_refused(tmp_path: Path, caplog: Any) -> None:
+    job = make_job(tmp_path)
+    (tmp_path / "data" / "user_interruption" / "1").mkdir(parents=True)
+    args = ["--root", str(tmp_path / "data"), "--container", "none", "--run-dir", str(job.path)]
+    assert main(["slurm", "submit", *args]) == 2
+    assert "already holds job 11" in caplog.text and "slurm resubmit" in caplog.text
