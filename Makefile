@@ -11,9 +11,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint \
-	lowest-env test-floors bench-client bench-encoder bench-orchestration eval-models eval-goldens \
-	bench-eval \
+.PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster test \
+	test-unit lint lowest-env test-floors bench-client bench-encoder bench-orchestration bench-slurm \
+	eval-models eval-goldens bench-eval \
 	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
@@ -38,8 +38,9 @@ help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 # Every set-up step is idempotent: a second call costs seconds (dpkg -s, stamp files, `docker
-# info`), so `make demo` and `make test` each install what they need on a bare machine.
-setup: system-packages venv eval-models server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
+# info`, the Slurm script's own checks), so `make demo` and `make test` each install what they
+# need on a bare machine.
+setup: system-packages venv eval-models server-env personaplex-env docker-engine slurm-cluster ## install everything the tests need (apt, venvs, Docker, Slurm)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -90,6 +91,9 @@ $(PERSONAPLEX_VENV)/.installed: scripts/setup-personaplex-env.sh containers/pers
 docker-engine: ## install and start a local Docker engine (tests, CPU image)
 	bash scripts/docker-engine.sh start
 
+slurm-cluster: ## install and start a one-node Slurm (munge, slurmctld, slurmd); SLURM_CONF: see its env
+	bash scripts/slurm-cluster.sh start
+
 test: setup ## install what the tests need, then run every test (CI never skips one)
 	$(PY) -m pytest -ra
 
@@ -130,6 +134,9 @@ bench-client: venv ## client throughput and memory against a zero-cost echo serv
 
 bench-encoder: venv ## what the server hears under each Opus encoder preset (SNR, side by side)
 	PYTHONPATH=. $(PY) scripts/bench_encoder.py
+
+bench-slurm: venv server-env slurm-cluster ## 1, 2, 3 array tasks on the local Slurm: wall time, overhead, scaling
+	PYTHONPATH=. $(PY) scripts/bench_slurm.py
 
 bench-orchestration: venv server-env docker-engine ## readiness/crash/teardown delays, pacing, in Docker
 	PYTHONPATH=. $(PY) scripts/bench_orchestration.py

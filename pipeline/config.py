@@ -35,6 +35,7 @@ Pace = Literal["none", "realtime"]
 Encoder = Literal["sphn", "webclient"]
 Prefix = Literal["", "clean_", "both"]
 Runtime = Literal["docker", "apptainer", "local"]
+Container = Literal["apptainer", "none"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 PACES: tuple[str, ...] = get_args(Pace)
 ENCODERS: tuple[str, ...] = get_args(Encoder)
@@ -47,9 +48,9 @@ DEFAULT_HF_REPO = "nvidia/personaplex-7b-v1"
 DEVICE_FLAG = "--device"  # the servers' device flag (both default to cuda)
 CPU_DEVICE = "cpu"
 
-Group = Literal["server", "dataset", "session", "records"]
+Group = Literal["server", "dataset", "session", "records", "slurm"]
 GROUPS: tuple[str, ...] = get_args(Group)  # the order of the groups in the help
-Command = Literal["infer", "bench"]
+Command = Literal["infer", "bench", "slurm"]  # slurm: `slurm submit`
 # What a field holds, as the TOML reader and the command line treat it
 Kind = Literal["path", "strings", "prompts", "choice", "bool", "int", "float", "str"]
 
@@ -213,6 +214,33 @@ class InferSettings:
         help="'' reads input.wav and writes output.wav; 'clean_' the clean_input.wav pair;"
         " 'both' runs both passes in one run (v1.5 tasks; v1.0 tasks have no clean pass)",
     )
+    output_root: Path | None = option(
+        None,
+        flags=("--output-root",),
+        metavar="DIR",
+        shown_default="beside the inputs",
+        group="dataset",
+        help="write outputs (and their locks) under DIR, mirroring the dataset's"
+        " <task>/<sample id>/ folders: for a read-only dataset",
+    )
+    shard: str = option(
+        "",
+        flags=("--shard",),
+        metavar="K/N",
+        shown_default="all samples",
+        group="dataset",
+        help="run only shard K (0-based) of N: the samples dealt by duration, the same every"
+        " time (a Slurm array task's share)",
+    )
+    samples_file: Path | None = option(
+        None,
+        flags=("--samples-file",),
+        metavar="FILE",
+        shown_default="all samples",
+        group="dataset",
+        help="run only the samples FILE lists, one key a line as samples.jsonl writes them"
+        " (task/id, or task/id (clean_)); `slurm resubmit` writes one",
+    )
     overwrite: bool = option(
         False, flags=("--overwrite",), group="dataset", help="redo samples that are complete"
     )
@@ -332,6 +360,18 @@ class InferSettings:
     def text_prompt_for(self, task: str) -> str:
         return self.text_prompts.get(task, self.text_prompt)
 
+    def shard_of(self) -> tuple[int, int] | None:
+        """``--shard K/N`` as (K, N); None for the whole dataset."""
+        if not self.shard:
+            return None
+        k, sep, n = self.shard.partition("/")
+        if not sep or not k.strip().isdigit() or not n.strip().isdigit():
+            raise ConfigError(f"shard {self.shard!r}: use K/N, e.g. --shard 0/4 (K from 0 to N-1)")
+        index, count = int(k), int(n)
+        if not 0 <= index < count:
+            raise ConfigError(f"shard {self.shard!r}: K must be 0 to N-1 (and N >= 1)")
+        return index, count
+
     def validate(self) -> InferSettings:
         for setting in setting_fields(type(self)):
             value = getattr(self, setting.name)
@@ -357,6 +397,7 @@ class InferSettings:
                 )
         if self.profile == "personaplex":
             self._require_prompts()
+        self.shard_of()
         return self
 
     def _require_prompts(self) -> None:
@@ -384,14 +425,22 @@ class BenchSettings(InferSettings):
     runtime: Runtime = option(
         "docker",
         flags=("--runtime",),
+        commands=("bench",),  # a Slurm task runs its server as a child (inside the SIF)
         group="server",
         help="docker, apptainer (HPC) or local (a child process)",
     )
     image: str = option(
-        "fdb-server:latest", flags=("--image",), group="server", help="Docker image"
+        "fdb-server:latest",
+        flags=("--image",),
+        commands=("bench",),
+        group="server",
+        help="Docker image",
     )
     sif: Path | None = option(
-        None, flags=("--sif",), group="server", help="Apptainer image (--runtime apptainer)"
+        None,
+        flags=("--sif",),
+        group="server",
+        help="Apptainer image (bench: --runtime apptainer; slurm submit: what each task runs)",
     )
     port: int = option(
         DEFAULT_PORT,
@@ -402,6 +451,7 @@ class BenchSettings(InferSettings):
     gpus: str = option(
         "0",
         flags=("--gpus",),
+        commands=("bench",),  # a Slurm task uses the GPUs Slurm gives it (--gpus-per-task)
         group="server",
         help="one server per entry: 0,1,2,3; none = one CPU server; cpu0,cpu1 = two",
     )
@@ -518,6 +568,103 @@ class BenchSettings(InferSettings):
         return self
 
 
+@dataclass(frozen=True)
+class SlurmSettings(BenchSettings):
+    """`python -m pipeline slurm submit`: `bench`'s settings (each array task runs `bench` on its
+    shard) plus the job array's. ``run_dir`` is the job's folder."""
+
+    shards: int = option(
+        1,
+        flags=("--shards",),
+        metavar="N",
+        group="slurm",
+        help="array tasks: the samples are dealt into N shards (by duration), one task each",
+    )
+    partition: str = option(
+        "", flags=("--partition",), shown_default="the cluster's", group="slurm", help="partition"
+    )
+    account: str = option(
+        "", flags=("--account",), shown_default="yours", group="slurm", help="account to charge"
+    )
+    time_limit: str = option(
+        "",
+        flags=("--time",),
+        shown_default="the partition's",
+        group="slurm",
+        help="time limit per task, in Slurm's format (e.g. 4:00:00); a task stopped by it"
+        " resumes on resubmit",
+    )
+    gpus_per_task: int = option(
+        1,
+        flags=("--gpus-per-task",),
+        metavar="G",
+        group="slurm",
+        help="GPUs per task, one server each; 0: a CPU server (tests, the demo)",
+    )
+    cpus_per_task: int = option(
+        4, flags=("--cpus-per-task",), metavar="C", group="slurm", help="CPUs per task"
+    )
+    mem: str = option(
+        "", flags=("--mem",), shown_default="the partition's", group="slurm", help="memory per task"
+    )
+    throttle: int = option(
+        0,
+        flags=("--throttle",),
+        metavar="K",
+        group="slurm",
+        help="at most K tasks at once (the array's throttle); 0: as many as the queue gives",
+    )
+    term_before_s: int = option(
+        120,
+        flags=("--term-before",),
+        metavar="S",
+        group="slurm",
+        help="SIGTERM this long before the time limit (--signal=B:TERM@S): the sample in flight"
+        " ends cleanly and the server stops; 0: only Slurm's own at the limit",
+    )
+    requeue: bool = option(
+        True,
+        flags=("--no-requeue",),
+        group="slurm",
+        help="a preempted task is requeued and resumes from its ledger; --no-requeue: it is not",
+    )
+    sbatch_lines: tuple[str, ...] = option(
+        (),
+        flags=("--sbatch",),
+        metavar="OPTION",
+        group="slurm",
+        help="an extra #SBATCH line, e.g. --sbatch=--qos=high",
+    )
+    container: Container = option(
+        "apptainer",
+        flags=("--container",),
+        group="slurm",
+        help="apptainer: each task runs `apptainer run` of --sif; none: this Python on the node"
+        " (a node with the project and the server installed, as the tests use)",
+    )
+    job_name: str = option("fdb-bench", flags=("--job-name",), group="slurm", help="job name")
+
+    def validate(self) -> SlurmSettings:
+        super().validate()
+        if self.shards < 1:
+            raise ConfigError(f"shards {self.shards}: at least 1 (one array task each)")
+        for name in ("gpus_per_task", "throttle", "term_before_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        if self.cpus_per_task < 1:
+            raise ConfigError("cpus_per_task must be >= 1")
+        if self.container == "apptainer" and self.sif is None:
+            raise ConfigError(
+                f"slurm submit runs each task in an Apptainer image: pass {flag_for('sif')}"
+                f" IMAGE.sif (make sif), or {flag_for('container', SlurmSettings)} none"
+            )
+        if self.root is None:
+            raise ConfigError("no dataset root: pass --root DIR (or set root in the --config file)")
+        if self.shard or self.samples_file is not None:
+            raise ConfigError("slurm submit makes the shards itself: drop --shard/--samples-file")
+        return self
+
+
 def _coerce(setting: Setting, value: Any, base_dir: Path | None, origin: str) -> Any:
     """Check a raw value's type against the field and convert it (paths, tuples)."""
     name, kind = setting.name, setting.kind
@@ -603,4 +750,12 @@ def resolve_bench_settings(
 ) -> BenchSettings:
     """As :func:`resolve_settings`, for `bench`."""
     settings: BenchSettings = _resolve(BenchSettings, cli_values, config_file)
+    return settings
+
+
+def resolve_slurm_settings(
+    cli_values: dict[str, Any], config_file: Path | None = None
+) -> SlurmSettings:
+    """As :func:`resolve_settings`, for `slurm submit`."""
+    settings: SlurmSettings = _resolve(SlurmSettings, cli_values, config_file)
     return settings

@@ -97,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             bench = resolve_bench_settings(settings_values(ns), ns.config)
             return run_command(bench, StartedServers(bench), t_command)
+        if ns.command == "slurm":
+            from pipeline.cli import slurm
+
+            return slurm.run(ns, settings_values(ns))
         if ns.command == "cleanup":
             from pipeline.server.cleanup import cleanup
 

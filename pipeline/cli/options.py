@@ -20,6 +20,7 @@ from pipeline.config import (
     InferSettings,
     Kind,
     Setting,
+    SlurmSettings,
     setting_fields,
 )
 
@@ -29,6 +30,7 @@ S = argparse.SUPPRESS  # an option not given stays absent, so the TOML file and 
 COMMAND_SETTINGS: dict[Command, type[InferSettings]] = {
     "infer": InferSettings,
     "bench": BenchSettings,
+    "slurm": SlurmSettings,
 }
 
 
@@ -102,17 +104,23 @@ def command_settings(command: Command) -> list[Setting]:
     return [s for s in setting_fields(COMMAND_SETTINGS[command]) if s.offered_by(command)]
 
 
-def add_settings_options(parser: argparse.ArgumentParser, command: Command) -> None:
-    """Every setting of ``command`` as an option, by group; then --config and -v."""
+def add_settings_options(
+    parser: argparse.ArgumentParser, command: Command, only: tuple[str, ...] = GROUPS
+) -> None:
+    """Every setting of ``command`` (in the groups ``only``) as an option, by group; then
+    --config and -v."""
     settings = command_settings(command)
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for group in GROUPS:
+    for group in only:
         members = [s for s in settings if s.option.group == group]
         if members:
             groups[group] = parser.add_argument_group(group)
         for setting in members:
             groups[group].add_argument(*setting.option.flags, **argument_kwargs(setting))
     records = groups.get("records") or parser.add_argument_group("records")
+    if only != GROUPS:  # a partial set (resubmit): the rest comes from the job's own file
+        records.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        return
     records.add_argument(
         "--config",
         type=Path,
@@ -152,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cleanup.add_argument("--run-id", default=None, help="only this run (default: every run)")
     cleanup.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    add_slurm_parsers(sub)
 
     synth = sub.add_parser(
         "synth-data",
@@ -220,9 +230,41 @@ def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     ev.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def add_slurm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    slurm = sub.add_parser(
+        "slurm",
+        help="run the benchmark as a Slurm job array (submit, status, report, resubmit)",
+        description="Full-Duplex-Bench as a Slurm job array: each task runs `bench` on its own"
+        " shard of the samples inside the SIF; ledgers per task, one merged report.",
+    )
+    actions = slurm.add_subparsers(dest="slurm_command", required=True, metavar="ACTION")
+    submit = actions.add_parser(
+        "submit",
+        help="write the job folder (sbatch script, settings, samples) and submit the array",
+        description="Write a readable sbatch script into the job folder (--run-dir) and submit"
+        " it: N array tasks (--shards), each `apptainer run` of --sif on its shard.",
+    )
+    add_settings_options(submit, "slurm")
+    resubmit = actions.add_parser(
+        "resubmit",
+        help="submit a new array for the job's failed and missing samples only",
+        description="Run only the samples the job's ledgers do not show done, with the job's"
+        " settings (its slurm.toml); the array options given here win.",
+    )
+    resubmit.add_argument("job_dir", type=Path, metavar="JOB_DIR", help="the job's folder")
+    add_settings_options(resubmit, "slurm", only=("slurm",))
+    for name, text in (
+        ("status", "each task's Slurm state and its shard's progress"),
+        ("report", "merge the ledgers: ok/failed/missing per task folder; exit 1 unless all ok"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("job_dir", type=Path, metavar="JOB_DIR", help="the job's folder")
+        action.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
 def settings_values(ns: argparse.Namespace) -> dict[str, Any]:
     """The settings actually given on the command line (repeated options as lists)."""
-    settings = {s.name: s for s in setting_fields(BenchSettings)}
+    settings = {s.name: s for s in setting_fields(SlurmSettings)}
     values: dict[str, Any] = {}
     for name, value in vars(ns).items():
         setting = settings.get(name)

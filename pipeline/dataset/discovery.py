@@ -1,5 +1,8 @@
 """Find the benchmark's samples: ``<root>/<task>/<sample id>/{prefix}input.wav``.
 
+Outputs go beside the inputs, or - for a read-only dataset - under an output root that mirrors
+the dataset's ``<task>/<sample id>/`` folders.
+
 Order is deterministic (tasks in the order given or known, sample ids in natural order). A sample
 folder is always listed, even when its input is missing: the runner turns that into a failed
 sample with a reason, so nothing silently shrinks the benchmark.
@@ -36,6 +39,12 @@ class Sample:
     sample_id: str
     folder: Path
     prefix: str = ""
+    out_folder: Path | None = None  # where the outputs go; None: beside the input
+
+    @property
+    def output_folder(self) -> Path:
+        """The folder of this sample's outputs, locks and temporary files."""
+        return self.folder if self.out_folder is None else self.out_folder
 
     @property
     def key(self) -> str:
@@ -49,12 +58,12 @@ class Sample:
 
     @property
     def output_path(self) -> Path:
-        return self.folder / f"{self.prefix}output.wav"
+        return self.output_folder / f"{self.prefix}output.wav"
 
     @property
     def text_path(self) -> Path:
         # never output.json: the evaluation's ASR writes that name
-        return self.folder / f"{self.prefix}output_text.json"
+        return self.output_folder / f"{self.prefix}output_text.json"
 
 
 def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
@@ -105,13 +114,34 @@ def passes_of(task: str, prefix: str) -> tuple[str, ...]:
     return PASSES if task in TASKS_V15 else PASSES[:1]
 
 
-def discover(root: Path, tasks: tuple[str, ...] | list[str] = (), prefix: str = "") -> list[Sample]:
+def check_output_root(root: Path, output_root: Path) -> None:
+    """An output root must not be the dataset itself or lie inside it (outputs would be
+    discovered as sample folders), and must be creatable."""
+    if output_root.resolve() == root.resolve() or root.resolve() in output_root.resolve().parents:
+        raise DatasetError(
+            f"output root {output_root} lies inside the dataset root {root}; pick a folder"
+            " outside it, or drop --output-root to write beside the inputs"
+        )
+    if output_root.exists() and not output_root.is_dir():
+        raise DatasetError(f"output root {output_root} is not a folder; pass a folder")
+
+
+def discover(
+    root: Path,
+    tasks: tuple[str, ...] | list[str] = (),
+    prefix: str = "",
+    output_root: Path | None = None,
+) -> list[Sample]:
     """List every sample (folder and pass) of the selected tasks, in a deterministic order:
-    task by task, folders in natural order, a folder's passes one after the other."""
+    task by task, folders in natural order, a folder's passes one after the other. With
+    ``output_root``, each sample's outputs go to ``output_root/<task>/<sample id>/``."""
+    if output_root is not None:
+        check_output_root(root, output_root)
     samples: list[Sample] = []
     for task in select_tasks(root, tasks):
         folders = [p for p in (root / task).iterdir() if p.is_dir() and not p.name.startswith(".")]
         for folder in sorted(folders, key=lambda p: _natural_key(p.name)):
+            out = None if output_root is None else output_root / task / folder.name
             for pass_prefix in passes_of(task, prefix):
-                samples.append(Sample(task, folder.name, folder, pass_prefix))
+                samples.append(Sample(task, folder.name, folder, pass_prefix, out))
     return samples

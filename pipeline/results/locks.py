@@ -1,7 +1,7 @@
 """Per-sample advisory locks: two runs on the same samples (a job resubmitted while the old one
 still runs) must never delete each other's temporary files or set aside each other's outputs.
 
-The lock is ``flock`` on a hidden file in the sample folder, one per pass
+The lock is ``flock`` on a hidden file in the sample's output folder, one per pass
 (``.{prefix}output.lock``), taken without waiting: a sample held by another live run is left to
 it. The kernel drops the lock when its holder dies, however it dies, so a killed run never
 leaves a sample locked. The lock file itself stays (it is empty, and harmless).
@@ -18,7 +18,7 @@ from pipeline.dataset.discovery import Sample
 
 
 def lock_path(sample: Sample) -> Path:
-    return sample.folder / f".{sample.prefix}output.lock"
+    return sample.output_folder / f".{sample.prefix}output.lock"
 
 
 class SampleLock:

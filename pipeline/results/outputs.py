@@ -48,10 +48,10 @@ def _wav_bytes(pcm: Float32Array) -> bytes:
 
 
 def remove_leftovers(sample: Sample) -> list[Path]:
-    """Delete temporary files a killed run left in the sample folder; return what was removed."""
+    """Delete temporary files a killed run left in the output folder; return what was removed."""
     removed = []
     for name in (sample.output_path.name, sample.text_path.name):
-        for tmp in sample.folder.glob(f".{name}.*{TMP_SUFFIX}"):
+        for tmp in sample.output_folder.glob(f".{name}.*{TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -21,7 +21,7 @@ from pipeline.dataset.discovery import Sample, discover
 from pipeline.dataset.writable import require_writable
 from pipeline.results.outputs import ALIGNMENT_DOC
 from pipeline.results.records import RunRecords, RunStatus, SampleRecord, new_run_id
-from pipeline.run import fingerprint, plan
+from pipeline.run import fingerprint, plan, selection
 from pipeline.run.batch import run_batch
 from pipeline.run.observer import RunObserver
 from pipeline.run.sample import SampleRunner, with_hint
@@ -56,10 +56,12 @@ class RunOutcome:
 
 
 def dataset(settings: InferSettings) -> list[Sample]:
-    """Check the dataset before anything runs; return the samples in order."""
+    """Check the dataset before anything runs; return the run's samples in order: every
+    sample, or those of the samples file, or one shard of them (pipeline/run/selection.py)."""
     if settings.root is None:
         raise ConfigError("no dataset root: pass --root DIR (or set root in the --config file)")
-    return discover(settings.root, settings.tasks, settings.prefix)
+    found = discover(settings.root, settings.tasks, settings.prefix, settings.output_root)
+    return selection.select(settings, found)
 
 
 def settings_record(settings: InferSettings) -> dict[str, object]:
@@ -84,6 +86,9 @@ def manifest_basics(
             "tasks": sorted({s.task for s in samples}),
             "samples": len(samples),
             "prefix": settings.prefix,
+            "output_root": str(settings.output_root) if settings.output_root else None,
+            "shard": settings.shard or None,
+            "samples_file": str(settings.samples_file) if settings.samples_file else None,
         },
     }
 

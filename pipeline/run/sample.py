@@ -177,6 +177,7 @@ class SampleRunner:
         t0 = time.perf_counter()
         rec = SampleRecord.of(sample, slot.name)
         try:
+            sample.output_folder.mkdir(parents=True, exist_ok=True)  # an output root's mirror
             with SampleLock(sample) as held:
                 if not held:
                     rec.status, rec.error = "held", "another live run holds this sample's lock"
@@ -184,7 +185,7 @@ class SampleRunner:
                 else:
                     await self._run_locked(slot, sample, rec)
         except OSError as exc:  # the lock file: a folder that is gone or not writable
-            rec.fail("write", f"cannot write in {sample.folder}: {exc}")
+            rec.fail("write", f"cannot write in {sample.output_folder}: {exc}")
         rec.wall_s = round(time.perf_counter() - t0, 3)
         return rec
 
@@ -206,7 +207,7 @@ class SampleRunner:
             rec.fail(exc.kind, with_hint(exc))
             rec.frames_sent, rec.frames_received = exc.frames_sent, exc.frames_received
         except OSError as exc:  # writing outputs: disk full, permissions
-            rec.fail("write", f"cannot write outputs in {sample.folder}: {exc}")
+            rec.fail("write", f"cannot write outputs in {sample.output_folder}: {exc}")
 
     def _skip(self, sample: Sample, rec: SampleRecord, settings_sha256: str) -> bool:
         """Complete and not to be redone. An output of other settings is set aside and redone

@@ -37,14 +37,16 @@ from pipeline.config import (
 from pipeline.stream.protocol import DEFAULT_PORT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COMMANDS: tuple[Command, ...] = ("infer", "bench")
+COMMANDS: tuple[Command, ...] = ("infer", "bench", "slurm")
 NOT_SETTINGS = {"help", "config", "verbose"}  # options of infer/bench that are no setting
 
 
 def subparser(command: str, parser: argparse.ArgumentParser | None = None) -> Any:
+    """A command's parser; for `slurm`, its `submit` action (which takes the settings)."""
     parser = parser or build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices[command]
+    found = sub.choices[command]
+    return subparser("submit", found) if command == "slurm" else found
 
 
 def values(*argv: str) -> dict[str, Any]:
@@ -226,6 +228,7 @@ def test_a_setting_without_flags_is_toml_only(
 
 BOTH = "### Options of `infer` and `bench`"
 BENCH_ONLY = "### Options of `bench` only"
+SLURM_ONLY = "### Options of `slurm submit` only"
 # README rows that are options but no setting: option cell -> default cell
 README_EXTRA_ROWS = {"`--config FILE.toml`": "-"}
 
@@ -259,8 +262,10 @@ def option_cell(setting: Setting) -> str:
 def readme_mismatches(text: str) -> list[str]:
     """Where the README's two option tables disagree with the settings (empty: they agree)."""
     infer = command_settings("infer")
-    bench_only = [s for s in command_settings("bench") if s not in infer]
-    tables = {BOTH: infer, BENCH_ONLY: bench_only}
+    bench = command_settings("bench")
+    bench_only = [s for s in bench if s not in infer]
+    slurm_only = [s for s in command_settings("slurm") if s not in bench]
+    tables = {BOTH: infer, BENCH_ONLY: bench_only, SLURM_ONLY: slurm_only}
     problems = []
     for heading, settings in tables.items():
         rows = readme_table(text, heading)

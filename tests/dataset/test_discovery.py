@@ -73,3 +73,22 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(DatasetError, match="not a folder"):
         discover(tmp_path / "file")
+
+
+def test_an_output_root_mirrors_the_dataset_tree(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "out"
+    make_tree(data, {"user_backchannel": ["1"]})
+    (sample,) = discover(data, output_root=out)
+    assert sample.input_path == data / "user_backchannel" / "1" / "input.wav"
+    assert sample.output_path == out / "user_backchannel" / "1" / "output.wav"
+    assert sample.text_path == out / "user_backchannel" / "1" / "output_text.json"
+    assert sample.key == "user_backchannel/1"  # the same sample, wherever its outputs go
+    (beside,) = discover(data)
+    assert beside.output_folder == beside.folder
+
+
+@pytest.mark.parametrize("inside", [".", "user_backchannel/out"])
+def test_an_output_root_inside_the_dataset_is_refused(tmp_path: Path, inside: str) -> None:
+    make_tree(tmp_path, {"user_backchannel": ["1"]})
+    with pytest.raises(DatasetError, match="lies inside the dataset root"):
+        discover(tmp_path, output_root=tmp_path / inside)

@@ -44,8 +44,10 @@ def read_only_command(folders: list[Path], argv: list[str]) -> list[str]:
     return ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh", *argv]
 
 
-def infer(root: Path, read_only: list[Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "pipeline", "infer", "--root", str(root)]
+def infer(
+    root: Path, read_only: list[Path], tmp_path: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "pipeline", "infer", "--root", str(root), *extra]
     argv += ["--server", NOBODY_LISTENS, "--run-dir", str(tmp_path / "run")]
     return subprocess.run(
         read_only_command(read_only, argv),
@@ -74,16 +76,18 @@ def test_a_writable_dataset_passes_and_leaves_no_probe(dataset: Path) -> None:
     for sample in samples:
         assert write_problem(sample.folder) is None
         assert not [p for p in sample.folder.iterdir() if p.name.startswith(PROBE_PREFIX)]
-    with pytest.raises(DatasetError, match="not writable"):
-        require_writable([*samples[:1], type(samples[0])("t", "x", dataset / "missing")])
+    not_a_folder = dataset / "file"
+    not_a_folder.write_bytes(b"")
+    with pytest.raises(DatasetError, match=rf"1 of 2 .* not writable: {not_a_folder} \(not a"):
+        require_writable([*samples[:1], type(samples[0])("t", "x", not_a_folder)])
 
 
 def test_a_read_only_dataset_is_a_preflight_error_naming_it(dataset: Path, tmp_path: Path) -> None:
     result = infer(dataset, [dataset], tmp_path)
     assert result.returncode == 2, result.stderr
-    assert "2 of 2 sample folder(s) are not writable" in result.stderr, result.stderr
+    assert "2 of 2 sample output folder(s) are not writable" in result.stderr, result.stderr
     first = dataset / "user_interruption" / "1"
-    assert f"{first} (" in result.stderr and "--root" in result.stderr
+    assert f"{first} (" in result.stderr and "--output-root" in result.stderr
     assert NOBODY_LISTENS not in result.stderr  # stopped before the server was asked
     assert not (tmp_path / "run").exists()  # nothing ran, nothing recorded
 
@@ -92,4 +96,18 @@ def test_one_read_only_sample_folder_is_named(dataset: Path, tmp_path: Path) -> 
     locked = dataset / "user_interruption" / "2"
     result = infer(dataset, [locked], tmp_path)
     assert result.returncode == 2, result.stderr
-    assert f"1 of 2 sample folder(s) are not writable: {locked} (" in result.stderr
+    assert f"1 of 2 sample output folder(s) are not writable: {locked} (" in result.stderr
+
+
+def test_a_read_only_dataset_with_an_output_root_is_fine(dataset: Path, tmp_path: Path) -> None:
+    """--output-root keeps the inputs read-only: its folders are what must be writable."""
+    out = tmp_path / "out"
+    result = infer(dataset, [dataset], tmp_path, "--output-root", str(out))
+    assert "not writable" not in result.stderr
+    assert NOBODY_LISTENS in result.stderr  # past the dataset checks: the server is asked
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    result = infer(dataset, [dataset, locked], tmp_path, "--output-root", str(locked / "out"))
+    assert result.returncode == 2, result.stderr
+    assert "2 of 2 sample output folder(s) are not writable" in result.stderr
+    assert f"cannot be created in {locked}" in result.stderr
