@@ -51,9 +51,9 @@ def bench_toml(settings: SlurmSettings) -> str:
         "applies to this array's tasks that start after it; `slurm resubmit` writes this file\n"
         "anew from slurm.toml (edit that one for the next arrays)."
     )
-    return settings_toml(
-        bench, BenchSettings, header=header, always=("runtime", "gpus"), never=PER_TASK
-    )
+    # hf_cache always: its default is the submitting shell's HF_HOME, which a task's may not be
+    always = ("runtime", "gpus", "hf_cache")
+    return settings_toml(bench, BenchSettings, header=header, always=always, never=PER_TASK)
 
 
 def slurm_toml(settings: SlurmSettings) -> str:

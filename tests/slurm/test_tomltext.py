@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import BenchSettings, SlurmSettings, load_toml, resolve_slurm_settings
+from pipeline.config import (
+    BenchSettings,
+    SlurmSettings,
+    default_hf_home,
+    load_toml,
+    resolve_slurm_settings,
+)
 from pipeline.slurm.submit import bench_toml, slurm_toml
 
 
@@ -31,7 +37,7 @@ def test_slurm_settings_round_trip(tmp_path: Path) -> None:
     path.write_text(slurm_toml(relative))  # read from elsewhere: every path written absolute
     back = resolve_slurm_settings({}, path)
     assert back.root == Path.cwd() / "data"
-    assert back.hf_cache == Path("~/.cache/huggingface").expanduser()
+    assert back.hf_cache == default_hf_home()  # $HF_HOME, else ~/.cache/huggingface
 
 
 def test_bench_toml_is_the_tasks_view_local_runtime_own_gpus(tmp_path: Path) -> None:
