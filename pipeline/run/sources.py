@@ -176,6 +176,7 @@ class StartedServers(ServerSource):
             "revision": None
             if launch.local_weights
             else cached_revision(s.hf_cache, launch.model_repo),
+            "device": "cpu" if first.get("device") == "cpu" else "gpu",  # not which GPU
             "server_command": s.server_command or None,
             "server_args": list(s.server_args),
         }
