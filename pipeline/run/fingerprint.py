@@ -3,9 +3,9 @@
 An output counts as complete only if it was made with the same profile, model identity (the
 server image - Docker image id or SIF sha256 -, the weights' repository and revision or the
 local weight files, CPU or GPU, the server command and its arguments; unknown for a server
-somebody else runs), voice (a custom voice file by its sha256 too), text prompt, encoder and alignment. The
-pace, timeouts and retries change how a sample is streamed, not what the model hears, and are
-left out.
+somebody else runs), voice (a custom voice file by its sha256 too), text prompt, encoder and
+alignment. The pace, timeouts and retries change how a sample is streamed, not what the model
+hears, and are left out.
 """
 
 from __future__ import annotations
