@@ -98,6 +98,19 @@ class ApptainerBackend(LocalProcessBackend):
             argv += ["--bind", f"{host}:{inside}"]
         return [*argv, str(self.image), *self.spec.command]
 
+    def child_env(self) -> dict[str, str]:
+        """Our settings also as APPTAINERENV_NAME (SINGULARITYENV_ for SingularityCE): the
+        runtime applies those after the image's %environment, which drops the host's
+        PYTHONPATH (the bind guard travels in it) and could set anything else of ours."""
+        env = super().child_env()
+        prefix = (
+            "SINGULARITYENV_"
+            if Path(self.runtime_path).name == "singularity"
+            else ("APPTAINERENV_")
+        )
+        env.update({prefix + name: value for name, value in self.spec.env.items()})
+        return env
+
     def describe(self) -> dict[str, Any]:
         doc = super().describe()
         doc["command"] = self.argv()

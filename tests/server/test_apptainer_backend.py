@@ -1,6 +1,7 @@
 """The Apptainer backend's command line and environment, with a stand-in `apptainer` on PATH
-(the real runtime is not installable on these machines without a Debian sid root; see README).
-The stand-in records its argv and environment, then runs the server command it was given."""
+that records its argv and environment, then runs the server command it was given: fast checks
+of what is passed and how. The real Apptainer runs the same paths in
+tests/integration/test_apptainer.py."""
 
 from __future__ import annotations
 
@@ -82,6 +83,9 @@ def test_runs_the_server_as_a_child_with_nv_binds_and_secret_in_env_only(
         assert argv[4] == str(sif)
         assert "hf_supersecrettoken123" not in " ".join(argv)  # never on a command line
         assert call["env"]["HF_TOKEN"] == "hf_supersecrettoken123"
+        # the image's %environment drops the host's PYTHONPATH: ours must reach the server as
+        # APPTAINERENV_*, which Apptainer applies after it
+        assert call["env"]["APPTAINERENV_HF_TOKEN"] == "hf_supersecrettoken123"
         assert call["env"]["CUDA_VISIBLE_DEVICES"] == "1"
         doc = backend.describe()
     assert doc["image_sha256"] and "hf_supersecrettoken123" not in json.dumps(doc)
