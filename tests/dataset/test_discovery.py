@@ -60,3 +60,16 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(DatasetError, match="not a folder"):
         discover(tmp_path / "file")
+
+
+def test_a_root_missing_inside_an_apptainer_image_names_the_bind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    monkeypatch.delenv("SINGULARITY_CONTAINER", raising=False)
+    with pytest.raises(DatasetError) as plain:
+        discover(tmp_path / "nope")
+    assert "--bind" not in str(plain.value)
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/images/cpu.sif")
+    with pytest.raises(DatasetError, match=r"does not exist.*apptainer run --bind DIR"):
+        discover(tmp_path / "nope")
