@@ -9,14 +9,19 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env personaplex-env docker-engine test test-unit lint bench-client \
+.PHONY: help setup system-packages venv server-env personaplex-env docker-engine apptainer test test-unit lint bench-client \
 	bench-encoder bench-orchestration \
-	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
+	image image-cpu image-cpu-personaplex sif sif-cpu bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
 CPU_IMAGE ?= fdb-server:cpu-test
 PERSONAPLEX_CPU_IMAGE ?= fdb-server:personaplex-cpu-test
 SIF ?= personaplex.sif
+PROFILE ?= personaplex
+# the CPU variant of apptainer.def (tests, demo, the Slurm tests): scripts/build-cpu-sif.sh
+CPU_SIF ?= .cache/apptainer/cpu-$(PROFILE).sif
+# a system apptainer/singularity comes first; else the one scripts/apptainer-setup.sh prepares
+export PATH := $(PATH):$(abspath .cache/apptainer/bin)
 DATA ?=
 RUNTIME ?=
 GPUS ?= 0
@@ -32,7 +37,7 @@ TINY_FLAGS = --server-arg=--device=cpu --server-arg=--config-path=$(TINY_MODEL)/
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: system-packages venv server-env personaplex-env docker-engine ## install everything the tests need (apt, venvs, Docker)
+setup: system-packages venv server-env personaplex-env docker-engine apptainer ## install everything the tests need (apt, venvs, Docker, Apptainer)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -56,6 +61,9 @@ personaplex-env: ## a separate venv with NVIDIA's PersonaPlex server (pinned com
 
 docker-engine: ## install and start a local Docker engine (tests, CPU image)
 	bash scripts/docker-engine.sh start
+
+apptainer: ## a real apptainer: the system's, else Debian sid's in .cache/apptainer (scripts/apptainer-setup.sh)
+	bash scripts/apptainer-setup.sh
 
 test: venv ## run every test (integration tests need `make setup` first; CI never skips them)
 	$(PY) -m pytest -ra
@@ -98,6 +106,9 @@ image-cpu-personaplex: docker-engine ## the PersonaPlex CPU variant (pinned comm
 sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --root DATA)
 	$$(command -v apptainer || command -v singularity) build $(SIF) apptainer.def
 
+sif-cpu: apptainer ## the CPU SIF, offline: tiny PersonaPlex (PROFILE=moshi: upstream) -> $(CPU_SIF)
+	bash scripts/build-cpu-sif.sh $(CPU_SIF) $(PROFILE) >/dev/null
+
 bench: venv ## benchmark: make bench DATA=/path/to/v1.5 [RUNTIME=docker|apptainer|local] [GPUS=0,1]
 	@test -n "$(DATA)" || { echo "usage: make bench DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...]"; exit 2; }
 	$(PY) -m pipeline bench --root $(DATA) --runtime $(or $(RUNTIME),docker) --gpus $(GPUS) \
@@ -109,8 +120,7 @@ tiny-model: server-env
 tiny-personaplex: personaplex-env
 	$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/make_tiny_personaplex.py $(TINY_PERSONAPLEX)
 
-PROFILE ?= personaplex
-demo: venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker)
+demo: venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker|apptainer)
 	@echo "=== DEMO: the model has RANDOM weights - the outputs are noise, the pipeline is real ==="
 	$(PY) -m pipeline synth-data --out $(DEMO_DIR)/data --per-task 1
 ifeq ($(PROFILE),moshi)
@@ -121,6 +131,12 @@ ifeq ($(RUNTIME),docker)
 		--image $(CPU_IMAGE) --gpus none --profile moshi --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_MODEL):$(TINY_MODEL) \
 		--server-command "python /opt/tiny_moshi/serve.py" $(TINY_FLAGS) $(ARGS)
+else ifeq ($(RUNTIME),apptainer)
+	$(MAKE) sif-cpu
+	model=$$(realpath $(TINY_MODEL)); HF_HUB_OFFLINE=1 apptainer run --bind "$$model" $(CPU_SIF) \
+		--root $(DEMO_DIR)/data --gpus none --profile moshi --port 0 --overwrite \
+		--hf-cache $(DEMO_DIR)/hf --server-command "python /opt/tiny_moshi/serve.py" \
+		$(subst $(TINY_MODEL),$$model,$(TINY_FLAGS)) $(ARGS)
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
 		--gpus none --profile moshi --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
@@ -137,6 +153,14 @@ ifeq ($(RUNTIME),docker)
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_PERSONAPLEX):$(TINY_PERSONAPLEX) \
 		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
 		--server-arg=--device=cpu --server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
+else ifeq ($(RUNTIME),apptainer)
+	$(MAKE) sif-cpu
+	@echo "=== the whole bench inside $(CPU_SIF): apptainer run, the server its child process ==="
+	model=$$(realpath $(TINY_PERSONAPLEX)); HF_HUB_OFFLINE=1 apptainer run --bind "$$model" \
+		$(CPU_SIF) --root $(DEMO_DIR)/data --gpus none --profile personaplex --port 0 \
+		--overwrite --hf-cache $(DEMO_DIR)/hf \
+		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $$model" \
+		--server-arg=--device=cpu --server-arg=--moshi-weight=$$model/model.safetensors $(ARGS)
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
 		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
