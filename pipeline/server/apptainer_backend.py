@@ -73,9 +73,9 @@ def image_facts(runtime: str, image: Path) -> dict[str, Any]:
             facts["inspect_error"] = str(version.get("message"))
         else:
             facts["runtime_version"] = str(version).strip()
-        if isinstance(inspected, dict):
-            attrs = inspected.get("data", {}).get("attributes", inspected)
-            facts["labels"] = attrs.get("labels")
+        if isinstance(inspected, dict):  # spython unwraps Apptainer's {"data": ...} itself
+            doc = inspected.get("data", inspected)
+            facts["labels"] = doc.get("attributes", doc).get("labels")
     except Exception as exc:  # provenance only: never fail a run on it
         facts["inspect_error"] = str(exc)
     return facts

@@ -25,6 +25,10 @@ with open(os.environ["FAKE_APPTAINER_LOG"], "w") as fh:
     json.dump({{"argv": args, "env": dict(os.environ)}}, fh)
 if args[0] in ("version", "--version"):
     print("apptainer version 1.4.5"); sys.exit(0)
+if args[0] == "inspect":  # what Apptainer 1.4 prints for `inspect --json`
+    labels = {{"fdb-pipeline.server-package": "moshi-personaplex"}}
+    print(json.dumps({{"data": {{"attributes": {{"labels": labels}}}}, "type": "container"}}))
+    sys.exit(0)
 i = 1
 while args[i].startswith("--"):
     i += 2 if args[i] == "--bind" else 1
@@ -98,6 +102,7 @@ def test_spython_gets_a_singularity_even_when_only_apptainer_exists(
 ) -> None:
     facts = image_facts(str(fake_runtime), tmp_path / "x.sif")
     assert "1.4.5" in str(facts.get("runtime_version")), facts
+    assert facts["labels"] == {"fdb-pipeline.server-package": "moshi-personaplex"}, facts
 
 
 def test_a_custom_voice_reaches_the_server_in_the_image(
