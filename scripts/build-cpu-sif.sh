@@ -24,6 +24,8 @@ case "${profile}" in
     *) printf 'PROFILE must be personaplex or moshi, not %s\n' "${profile}" >&2; exit 2 ;;
 esac
 wheels="${repo_root}/containers/wheels"
+# zstd at a low level: mksquashfs's default (gzip) takes most of the build on 2 cores
+squash_args="${SIF_MKSQUASHFS_ARGS:--comp zstd -Xcompression-level 3}"
 
 log() { printf '[build-cpu-sif] %s\n' "$*" >&2; }
 die() { printf '[build-cpu-sif] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -76,7 +78,7 @@ inputs() {  # (README.md is copied in as the package's readme: a docs change nee
     find pipeline containers/tiny_moshi containers/tiny_personaplex -type f \
         ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
     find "${wheels}" -maxdepth 1 -name '*.whl' -printf '%f %s\n' | sort
-    printf 'BOOTSTRAP=localimage BASE_IMAGE=%s\n' "${base}"
+    printf 'BOOTSTRAP=localimage BASE_IMAGE=%s mksquashfs %s\n' "${base}" "${squash_args}"
 }
 digest="$(inputs | sha256sum | cut -d' ' -f1)"
 if [[ "${FORCE:-0}" != 1 && -s "${sif}" && "$(cat "${sif}.inputs" 2>/dev/null)" == "${digest}" ]]; then
@@ -86,7 +88,7 @@ if [[ "${FORCE:-0}" != 1 && -s "${sif}" && "$(cat "${sif}.inputs" 2>/dev/null)" 
 fi
 
 args=(--build-arg-file "${wheels}/${args_file}" --build-arg BOOTSTRAP=localimage
-    --build-arg "BASE_IMAGE=${base}")
+    --build-arg "BASE_IMAGE=${base}" --mksquashfs-args "${squash_args}")
 log "apptainer build ${sif} (${profile}, offline; a few minutes on 2 cores)"
 t0=$(now)
 rm -f "${sif}.inputs" "${sif}.tmp"
