@@ -4,10 +4,10 @@
 # mount namespace whose root is that sid root (pivot_root; apptainer refuses a plain chroot).
 #
 # What the host shares with it:
-#   * every top-level folder of the host that is not part of its OS (/home, /root, /tmp, /work,
-#     /mnt, /srv, /opt, /data, ... - all but /bin /boot /dev /etc /lib* /proc /run /sbin /sys
-#     /usr /var) at the same path, plus /var/tmp: the repository, datasets, SIFs and temporary
-#     files have the same path inside as outside;
+#   * every top-level folder of the host that is not part of its OS (/home, /root, /tmp, /mnt,
+#     /srv, /opt, /data, ... - all but /bin /boot /dev /etc /lib* /proc /run /sbin /sys /usr
+#     /var) at the same path, plus /var/tmp and the current folder wherever it is: the
+#     repository, datasets, SIFs and temporary files have the same path inside as outside;
 #   * /dev, /proc, /sys, and /etc's passwd, group, hosts, resolv.conf and localtime;
 #   * the network and the process tree: no namespace but the mount namespace is new, so a port
 #     opened inside is a port of the host and every process is a host process (signals,
@@ -58,6 +58,10 @@ for f in passwd group hosts resolv.conf localtime; do
         mount --bind "$(readlink -f "/etc/${f}")" "${root}/etc/${f}" 2>/dev/null || true
     fi
 done
+if [ ! -d "${root}${cwd}" ]; then  # a current folder under /usr, /var, ...: bind it too
+    mkdir -p "${root}${cwd}"
+    mount --rbind "${cwd}" "${root}${cwd}"
+fi
 mkdir -p "${root}/.old-root"
 cd "${root}"
 pivot_root . .old-root
