@@ -49,6 +49,7 @@ def fake_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_finds_either_runtime_name(fake_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(fake_runtime.parent))  # no real apptainer further on
     assert find_runtime() == str(fake_runtime)
     fake_runtime.rename(fake_runtime.with_name("singularity"))
     assert find_runtime().endswith("/singularity")
