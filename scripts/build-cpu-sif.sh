@@ -19,8 +19,8 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 profile="${2:-personaplex}"
 sif="${1:-${repo_root}/.cache/apptainer/cpu-${profile}.sif}"
 case "${profile}" in
-    personaplex) args_file="personaplex-cpu-build-args.txt" ;;
-    moshi) args_file="cpu-build-args.txt" ;;
+    personaplex) args_file="personaplex-cpu-build-args.txt" pins="scripts/setup-personaplex-env.sh" ;;
+    moshi) args_file="cpu-build-args.txt" pins="scripts/setup-server-env.sh" ;;
     *) printf 'PROFILE must be personaplex or moshi, not %s\n' "${profile}" >&2; exit 2 ;;
 esac
 wheels="${repo_root}/containers/wheels"
@@ -48,10 +48,6 @@ if [[ -z "${apptainer_bin}" ]]; then
 fi
 
 # A complete fetch for these pins leaves a stamp (the one tests/docker_support.py uses too).
-case "${profile}" in
-    personaplex) pins="scripts/setup-personaplex-env.sh" ;;
-    moshi) pins="scripts/setup-server-env.sh" ;;
-esac
 stamp="${wheels}/.fetched-${profile}-$(cat "${pins}" scripts/fetch-wheels.sh pyproject.toml |
     sha256sum | cut -c1-16)"
 if [[ ! -f "${stamp}" || ! -s "${wheels}/${args_file}" ]]; then
