@@ -11,15 +11,20 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster test \
-	test-unit lint lowest-env test-floors bench-client bench-encoder bench-orchestration bench-slurm \
+.PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster apptainer \
+	test test-unit lint lowest-env test-floors bench-client bench-encoder bench-orchestration bench-slurm \
 	eval-models eval-goldens bench-eval \
-	image image-cpu image-cpu-personaplex sif bench demo tiny-model tiny-personaplex clean
+	image image-cpu image-cpu-personaplex sif sif-cpu bench demo tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
 CPU_IMAGE ?= fdb-server:cpu-test
 PERSONAPLEX_CPU_IMAGE ?= fdb-server:personaplex-cpu-test
 SIF ?= personaplex.sif
+PROFILE ?= personaplex
+# the CPU variant of apptainer.def (tests, demo, the Slurm tests): scripts/build-cpu-sif.sh
+CPU_SIF ?= .cache/apptainer/cpu-$(PROFILE).sif
+# a system apptainer/singularity comes first; else the one scripts/apptainer-setup.sh prepares
+export PATH := $(PATH):$(abspath .cache/apptainer/bin)
 DATA ?=
 RUNTIME ?=
 GPUS ?= 0
@@ -40,7 +45,7 @@ help: ## list the commands
 # Every set-up step is idempotent: a second call costs seconds (dpkg -s, stamp files, `docker
 # info`, the Slurm script's own checks), so `make demo` and `make test` each install what they
 # need on a bare machine.
-setup: system-packages venv eval-models server-env personaplex-env docker-engine slurm-cluster ## install everything the tests need (apt, venvs, Docker, Slurm)
+setup: system-packages venv eval-models server-env personaplex-env docker-engine slurm-cluster apptainer ## install everything the tests need (apt, venvs, Docker, Slurm, Apptainer)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -93,6 +98,9 @@ docker-engine: ## install and start a local Docker engine (tests, CPU image)
 
 slurm-cluster: ## install and start a one-node Slurm (munge, slurmctld, slurmd); SLURM_CONF: see its env
 	bash scripts/slurm-cluster.sh start
+
+apptainer: ## a real apptainer: the system's, else Debian sid's in .cache/apptainer (scripts/apptainer-setup.sh)
+	bash scripts/apptainer-setup.sh
 
 test: setup ## install what the tests need, then run every test (CI never skips one)
 	$(PY) -m pytest -ra
@@ -161,6 +169,9 @@ image-cpu-personaplex: docker-engine ## the PersonaPlex CPU variant (pinned comm
 sif: ## the Apptainer image: server + this project (apptainer run --nv $(SIF) --root DATA)
 	$$(command -v apptainer || command -v singularity) build $(SIF) apptainer.def
 
+sif-cpu: apptainer ## the CPU SIF, offline: tiny PersonaPlex (PROFILE=moshi: upstream) -> $(CPU_SIF)
+	bash scripts/build-cpu-sif.sh $(CPU_SIF) $(PROFILE) >/dev/null
+
 bench: venv ## benchmark: make bench DATA=/path/to/v1.5 [RUNTIME=docker|apptainer|local] [GPUS=0,1]
 	@test -n "$(DATA)" || { echo "usage: make bench DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...]"; exit 2; }
 	$(PY) -m pipeline bench --root $(DATA) --runtime $(or $(RUNTIME),docker) --gpus $(GPUS) \
@@ -172,8 +183,7 @@ tiny-model: server-env
 tiny-personaplex: personaplex-env
 	$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/make_tiny_personaplex.py $(TINY_PERSONAPLEX)
 
-PROFILE ?= personaplex
-demo: system-packages venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker)
+demo: system-packages venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker|apptainer)
 	@echo "=== DEMO: the model has RANDOM weights - the outputs are noise, the pipeline is real ==="
 	$(PY) -m pipeline synth-data --out $(DEMO_DIR)/data --per-task 1
 ifeq ($(PROFILE),moshi)
@@ -184,6 +194,12 @@ ifeq ($(RUNTIME),docker)
 		--image $(CPU_IMAGE) --gpus none --profile moshi --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_MODEL):$(TINY_MODEL) \
 		--server-command "python /opt/tiny_moshi/serve.py" $(TINY_FLAGS) $(ARGS)
+else ifeq ($(RUNTIME),apptainer)
+	$(MAKE) sif-cpu
+	model=$$(realpath $(TINY_MODEL)); HF_HUB_OFFLINE=1 apptainer run --bind "$$model" $(CPU_SIF) \
+		--root $(DEMO_DIR)/data --gpus none --profile moshi --port 0 --overwrite \
+		--hf-cache $(DEMO_DIR)/hf --server-command "python /opt/tiny_moshi/serve.py" \
+		$(subst $(TINY_MODEL),$$model,$(TINY_FLAGS)) $(ARGS)
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
 		--gpus none --profile moshi --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
@@ -200,6 +216,14 @@ ifeq ($(RUNTIME),docker)
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_PERSONAPLEX):$(TINY_PERSONAPLEX) \
 		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
 		--server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
+else ifeq ($(RUNTIME),apptainer)
+	$(MAKE) sif-cpu
+	@echo "=== the whole bench inside $(CPU_SIF): apptainer run, the server its child process ==="
+	model=$$(realpath $(TINY_PERSONAPLEX)); HF_HUB_OFFLINE=1 apptainer run --bind "$$model" \
+		$(CPU_SIF) --root $(DEMO_DIR)/data --gpus none --profile personaplex --port 0 \
+		--overwrite --hf-cache $(DEMO_DIR)/hf \
+		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $$model" \
+		--server-arg=--moshi-weight=$$model/model.safetensors $(ARGS)
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
 		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \

@@ -15,7 +15,9 @@
 #
 # Needs root (debootstrap), a running engine (scripts/docker-engine.sh start) and apt access.
 # Environment: DEBIAN_MIRROR (override the mirror), BASE_CACHE_DIR (override the cache folder),
-# FORCE=1 (rebuild even if the image exists), KEEP_ROOTFS_CACHE=0 (do not keep the tarball).
+# FORCE=1 (rebuild even if the image exists), KEEP_ROOTFS_CACHE=0 (do not keep the tarball),
+# ROOTFS_ONLY=1 (no Docker: make the tarball only and print its path on stdout - the base of the
+# CPU SIF, see scripts/build-cpu-sif.sh).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,17 +29,20 @@ cache_dir="${BASE_CACHE_DIR:-${repo_root}/.cache/base-image}"
 # images that do have network.
 packages="python3,python3-venv,python3-pip,libopus0,ca-certificates"
 
-log() { printf '[build-base-image] %s\n' "$*"; }
+log() { printf '[build-base-image] %s\n' "$*" >&2; }
 die() { printf '[build-base-image] ERROR: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 t_start=$(now)
 
-command -v docker >/dev/null || die "no docker client; run scripts/docker-engine.sh start"
-docker info >/dev/null 2>&1 || die "no Docker engine answers; run scripts/docker-engine.sh start"
+rootfs_only="${ROOTFS_ONLY:-0}"
+if [[ "${rootfs_only}" != 1 ]]; then
+    command -v docker >/dev/null || die "no docker client; run scripts/docker-engine.sh start"
+    docker info >/dev/null 2>&1 || die "no Docker engine answers; run scripts/docker-engine.sh start"
+fi
 
-if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "${tag}" >/dev/null 2>&1; then
+if [[ "${rootfs_only}" != 1 && "${FORCE:-0}" != 1 ]] && docker image inspect "${tag}" >/dev/null 2>&1; then
     log "image ${tag} exists ($(docker image inspect -f '{{.Size}}' "${tag}" | numfmt --to=iec)); nothing to do (FORCE=1 rebuilds)"
     exit 0
 fi
@@ -102,6 +107,11 @@ else
     mv "${tarball}.tmp" "${tarball}"
     rm -rf "${rootfs}"
     log "root filesystem archived in $(since "${t0}") s: ${tarball} ($(du -h "${tarball}" | cut -f1))"
+fi
+
+if [[ "${rootfs_only}" == 1 ]]; then
+    printf '%s\n' "${tarball}"
+    exit 0
 fi
 
 t0=$(now)

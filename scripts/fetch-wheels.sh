@@ -13,6 +13,7 @@
 #
 # Wheels only (--only-binary=:all:), for the image's interpreter: CPython ${TARGET_PY:-3.11}
 # (Debian bookworm) on x86_64 with glibc 2.36, whatever python runs this script.
+# Also this project's own run-time dependencies (apptainer.def installs the runner in the SIF).
 # Writes DEST/cpu-build-args.txt (every --build-arg of the CPU variant, one NAME=VALUE a line).
 # Idempotent: files already in DEST are not downloaded again.
 #
@@ -100,6 +101,29 @@ fi
 log "its run-time dependencies and ${extra_packages[*]}: ${deps[*]}"
 pip_download "${deps[@]}" "${extra_packages[@]}"
 log "server packages done in $(since "${t0}") s"
+
+# The SIF (apptainer.def) holds this project too: its run-time dependencies and its build
+# backend, read from pyproject.toml. A dependency published as a source archive only (opuslib)
+# is built into a wheel here (pure Python).
+log "this project's run-time dependencies and build backend (the SIF holds the runner too)"
+t0=$(now)
+mapfile -t project_deps < <("${python_bin}" - "${repo_root}/pyproject.toml" <<'PY'
+import sys, tomllib
+doc = tomllib.load(open(sys.argv[1], "rb"))
+print("\n".join(doc["project"]["dependencies"] + doc["build-system"]["requires"]))
+PY
+)
+[[ ${#project_deps[@]} -gt 0 ]] || die "cannot read the dependencies from pyproject.toml"
+if ! pip_download --find-links "${dest}" "${project_deps[@]}" 2>/dev/null; then
+    for req in "${project_deps[@]}"; do
+        if ! pip_download --no-deps "${req}" 2>/dev/null; then
+            "${python_bin}" -m pip --disable-pip-version-check wheel --quiet --no-deps \
+                --wheel-dir "${dest}" "${req}"
+        fi
+    done
+    pip_download --find-links "${dest}" "${project_deps[@]}"
+fi
+log "project dependencies done in $(since "${t0}") s"
 
 {
     printf 'BASE_IMAGE=%s\n' "fdb-base:bookworm"

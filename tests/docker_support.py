@@ -166,10 +166,15 @@ def _image_exists(tag: str) -> bool:
 
 
 def _wheels_stamp(variant: str = "moshi") -> Path:
-    """Marks a complete fetch for the variant's current pins (its setup script) and the fetch
-    script."""
+    """Marks a complete fetch for the variant's current pins (its setup script), the fetch
+    script and this project's own dependencies (the SIF's); scripts/build-cpu-sif.sh makes
+    and checks the same stamp."""
     digest = hashlib.sha256()
-    for script in (SCRIPTS / VARIANTS[variant][1], FETCH_WHEELS_SCRIPT):
+    for script in (
+        SCRIPTS / VARIANTS[variant][1],
+        FETCH_WHEELS_SCRIPT,
+        REPO_ROOT / "pyproject.toml",
+    ):
         digest.update(script.read_bytes())
     return WHEELS_DIR / f".fetched-{variant}-{digest.hexdigest()[:16]}"
 

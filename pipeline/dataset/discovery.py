@@ -10,6 +10,7 @@ sample with a reason, so nothing silently shrinks the benchmark.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,10 +75,22 @@ def present_tasks(root: Path) -> list[str]:
     return [t for t in KNOWN_TASKS if (root / t).is_dir()]
 
 
+def _in_image_hint() -> str:
+    """Inside an Apptainer/Singularity image a host folder may exist and yet be invisible."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        return (
+            " (inside this Apptainer image only the host's $HOME, /tmp and current folder are"
+            " visible by default: if it is on the host, bind it: apptainer run --bind DIR ...)"
+        )
+    return ""
+
+
 def select_tasks(root: Path, requested: tuple[str, ...] | list[str]) -> list[str]:
     """Check the root and the requested tasks; default to every known task present."""
     if not root.exists():
-        raise DatasetError(f"dataset root {root} does not exist; pass --root DIR with the tasks")
+        raise DatasetError(
+            f"dataset root {root} does not exist; pass --root DIR with the tasks{_in_image_hint()}"
+        )
     if not root.is_dir():
         raise DatasetError(f"dataset root {root} is not a folder; pass the folder that holds tasks")
     present = present_tasks(root)

@@ -73,9 +73,9 @@ def image_facts(runtime: str, image: Path) -> dict[str, Any]:
             facts["inspect_error"] = str(version.get("message"))
         else:
             facts["runtime_version"] = str(version).strip()
-        if isinstance(inspected, dict):
-            attrs = inspected.get("data", {}).get("attributes", inspected)
-            facts["labels"] = attrs.get("labels")
+        if isinstance(inspected, dict):  # spython unwraps Apptainer's {"data": ...} itself
+            doc = inspected.get("data", inspected)
+            facts["labels"] = doc.get("attributes", doc).get("labels")
     except Exception as exc:  # provenance only: never fail a run on it
         facts["inspect_error"] = str(exc)
     return facts
@@ -97,6 +97,19 @@ class ApptainerBackend(LocalProcessBackend):
         for host, inside in self.spec.mounts.items():
             argv += ["--bind", f"{host}:{inside}"]
         return [*argv, str(self.image), *self.spec.command]
+
+    def child_env(self) -> dict[str, str]:
+        """Our settings also as APPTAINERENV_NAME (SINGULARITYENV_ for SingularityCE): the
+        runtime applies those after the image's %environment, which drops the host's
+        PYTHONPATH (the bind guard travels in it) and could set anything else of ours."""
+        env = super().child_env()
+        prefix = (
+            "SINGULARITYENV_"
+            if Path(self.runtime_path).name == "singularity"
+            else ("APPTAINERENV_")
+        )
+        env.update({prefix + name: value for name, value in self.spec.env.items()})
+        return env
 
     def describe(self) -> dict[str, Any]:
         doc = super().describe()

@@ -92,3 +92,16 @@ def test_an_output_root_inside_the_dataset_is_refused(tmp_path: Path, inside: st
     make_tree(tmp_path, {"user_backchannel": ["1"]})
     with pytest.raises(DatasetError, match="lies inside the dataset root"):
         discover(tmp_path, output_root=tmp_path / inside)
+
+
+def test_a_root_missing_inside_an_apptainer_image_names_the_bind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    monkeypatch.delenv("SINGULARITY_CONTAINER", raising=False)
+    with pytest.raises(DatasetError) as plain:
+        discover(tmp_path / "nope")
+    assert "--bind" not in str(plain.value)
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/images/cpu.sif")
+    with pytest.raises(DatasetError, match=r"does not exist.*apptainer run --bind DIR"):
+        discover(tmp_path / "nope")

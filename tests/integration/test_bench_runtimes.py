@@ -1,7 +1,7 @@
 """`bench` faults that every runtime must survive, with the REAL tiny moshi server: a server
 killed mid-sample is restarted and the sample retried; SIGINT mid-run tears everything down and
-keeps what finished. One test per fault, parametrized over the runtimes (local process, Docker;
-Apptainer joins later). Each waits for an observed state - the client inside a sample's session
+keeps what finished. One test per fault, parametrized over the runtimes (local process, Docker,
+Apptainer). Each waits for an observed state - the client inside a sample's session
 - before it strikes, and asserts that the path under test is the one that ran."""
 
 from __future__ import annotations
@@ -75,17 +75,23 @@ def _local_personaplex(model: Path, hf: Path) -> RuntimeUnderTest:
     )
 
 
+def _personaplex_in_image(model: Path, hf: Path) -> list[str]:
+    """`bench` options for the tiny PersonaPlex server of a CPU image (Docker or SIF), the
+    model mounted at its own path."""
+    return [
+        "--gpus", "none", "--profile", "personaplex",
+        "--port", "0", "--hf-cache", str(hf), "--mount", f"{model}:{model}",
+        "--server-command", f"python /opt/tiny_personaplex/serve.py --tiny-model {model}",
+        f"--server-arg=--moshi-weight={model / 'model.safetensors'}",
+    ]  # fmt: skip
+
+
 def _docker_personaplex(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
     from tests.docker_support import PERSONAPLEX_CPU_IMAGE, ensure_cpu_image
 
     image = ensure_cpu_image(PERSONAPLEX_CPU_IMAGE, variant="personaplex")
     docker = _docker(model, hf, client, image)
-    args = [
-        "--runtime", "docker", "--image", image, "--gpus", "none", "--profile", "personaplex",
-        "--port", "0", "--hf-cache", str(hf), "--mount", f"{model}:{model}",
-        "--server-command", f"python /opt/tiny_personaplex/serve.py --tiny-model {model}",
-        f"--server-arg=--moshi-weight={model / 'model.safetensors'}",
-    ]  # fmt: skip
+    args = ["--runtime", "docker", "--image", image, *_personaplex_in_image(model, hf)]
     return RuntimeUnderTest(
         "docker-personaplex",
         lambda run: ["--run-dir", str(run), *args],
@@ -94,9 +100,34 @@ def _docker_personaplex(model: Path, hf: Path, client: Any) -> RuntimeUnderTest:
     )
 
 
-@pytest.fixture(params=["local", "docker", "local-personaplex", "docker-personaplex"])
+def _apptainer_personaplex(model: Path, hf: Path) -> RuntimeUnderTest:
+    """The CPU SIF's server driven from outside (`--runtime apptainer`): its processes are host
+    processes (Apptainer makes no PID namespace), found by the run id like local ones."""
+    from tests.apptainer_support import ensure_cpu_sif
+
+    sif = ensure_cpu_sif("personaplex")
+    local = _local(model, hf)
+    args = ["--runtime", "apptainer", "--sif", str(sif), *_personaplex_in_image(model, hf)]
+    return RuntimeUnderTest(
+        "apptainer-personaplex",
+        lambda run: ["--run-dir", str(run), *args],
+        local.kill_server,
+        local.left_behind,
+    )
+
+
+@pytest.fixture(
+    params=[
+        "local", "docker", "local-personaplex", "docker-personaplex",
+        pytest.param("apptainer-personaplex", marks=pytest.mark.timeout(1200)),  # may build it
+    ]
+)  # fmt: skip
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeUnderTest]:
     hf = tmp_path / "hf"
+    if request.param == "apptainer-personaplex":
+        model = request.getfixturevalue("personaplex_model_dir").resolve()
+        yield _apptainer_personaplex(model, hf)
+        return
     if request.param == "local-personaplex":  # NVIDIA's server, its own profile
         model = request.getfixturevalue("personaplex_model_dir")
         yield _local_personaplex(model, hf)

@@ -1,6 +1,7 @@
 """The Apptainer backend's command line and environment, with a stand-in `apptainer` on PATH
-(the real runtime is not installable on these machines without a Debian sid root; see README).
-The stand-in records its argv and environment, then runs the server command it was given."""
+that records its argv and environment, then runs the server command it was given: fast checks
+of what is passed and how. The real Apptainer runs the same paths in
+tests/integration/test_apptainer.py."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ with open(os.environ["FAKE_APPTAINER_LOG"], "w") as fh:
     json.dump({{"argv": args, "env": dict(os.environ)}}, fh)
 if args[0] in ("version", "--version"):
     print("apptainer version 1.4.5"); sys.exit(0)
+if args[0] == "inspect":  # what Apptainer 1.4 prints for `inspect --json`
+    labels = {{"fdb-pipeline.server-package": "moshi-personaplex"}}
+    print(json.dumps({{"data": {{"attributes": {{"labels": labels}}}}, "type": "container"}}))
+    sys.exit(0)
 i = 1
 while args[i].startswith("--"):
     i += 2 if args[i] == "--bind" else 1
@@ -44,6 +49,7 @@ def fake_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_finds_either_runtime_name(fake_runtime: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(fake_runtime.parent))  # no real apptainer further on
     assert find_runtime() == str(fake_runtime)
     fake_runtime.rename(fake_runtime.with_name("singularity"))
     assert find_runtime().endswith("/singularity")
@@ -82,6 +88,9 @@ def test_runs_the_server_as_a_child_with_nv_binds_and_secret_in_env_only(
         assert argv[4] == str(sif)
         assert "hf_supersecrettoken123" not in " ".join(argv)  # never on a command line
         assert call["env"]["HF_TOKEN"] == "hf_supersecrettoken123"
+        # the image's %environment drops the host's PYTHONPATH: ours must reach the server as
+        # APPTAINERENV_*, which Apptainer applies after it
+        assert call["env"]["APPTAINERENV_HF_TOKEN"] == "hf_supersecrettoken123"
         assert call["env"]["CUDA_VISIBLE_DEVICES"] == "1"
         doc = backend.describe()
     assert doc["image_sha256"] and "hf_supersecrettoken123" not in json.dumps(doc)
@@ -94,6 +103,7 @@ def test_spython_gets_a_singularity_even_when_only_apptainer_exists(
 ) -> None:
     facts = image_facts(str(fake_runtime), tmp_path / "x.sif")
     assert "1.4.5" in str(facts.get("runtime_version")), facts
+    assert facts["labels"] == {"fdb-pipeline.server-package": "moshi-personaplex"}, facts
 
 
 def test_a_custom_voice_reaches_the_server_in_the_image(
