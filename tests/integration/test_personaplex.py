@@ -62,7 +62,7 @@ def test_infer_end_to_end_prompts_phase_frames_text_resume(
     for s in sessions:
         assert s.index("Done loading text prompt") < s.index("sent handshake bytes")
 
-    code, out = finish(infer(personaplex_server, dataset, tmp_path / "r2"))
+    code, out = finish(infer(personaplex_server, dataset, tmp_path / "r2", "--voice", "VARM3.pt"))
     assert code == 0, out
     assert [r["status"] for r in lines(tmp_path / "r2")] == ["skipped"] * 4  # complete: skipped
 
