@@ -94,6 +94,7 @@ class StartedServers(ServerSource):
         self.settings = settings
         self.warm_up = settings.warmup
         self.launch: LaunchPlan | None = None
+        self.weights: dict[str, str | None] = {}  # repository and cached revision (pre-flight)
 
     @property
     def backends(self) -> list[ServerBackend]:
@@ -102,17 +103,18 @@ class StartedServers(ServerSource):
     def prepare(self, run_id: str, run_dir: Path) -> Prepared:
         s = self.settings
         launch = self.launch = plan_servers(s, run_id, run_dir)
-        local = launch.local_weights
+        self.weights = {
+            "repository": None if launch.local_weights else launch.model_repo,
+            "revision": None
+            if launch.local_weights
+            else cached_revision(s.hf_cache, launch.model_repo),
+        }
         return Prepared(
             [b.url for b in launch.backends],
             launch.voice_prompt,
             {
                 "runtime": s.runtime,
-                "model": {
-                    "repository": None if local else launch.model_repo,
-                    "revision": None if local else cached_revision(s.hf_cache, launch.model_repo),
-                    "local_weights": local,
-                },
+                "model": {**self.weights, "local_weights": launch.local_weights},
                 "gpu": asdict(launch.gpu) if launch.gpu else None,
             },
         )
@@ -172,10 +174,7 @@ class StartedServers(ServerSource):
         first = launch.backends[0].describe()
         return {
             "image": first.get("image_id") or first.get("image_sha256"),
-            "repository": None if launch.local_weights else launch.model_repo,
-            "revision": None
-            if launch.local_weights
-            else cached_revision(s.hf_cache, launch.model_repo),
+            **self.weights,  # as pre-flight found them (the cache is read once)
             "device": "cpu" if first.get("device") == "cpu" else "gpu",  # not which GPU
             "server_command": s.server_command or None,
             "server_args": list(s.server_args),
