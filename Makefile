@@ -14,7 +14,7 @@ APT_PACKAGES := libopus0 espeak-ng sox git
 .PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster apptainer \
 	test test-unit lint lowest-env test-floors bench-client bench-encoder bench-orchestration bench-slurm \
 	eval-models eval-goldens bench-eval \
-	image image-cpu image-cpu-personaplex sif sif-cpu bench demo tiny-model tiny-personaplex clean
+	image image-cpu image-cpu-personaplex sif sif-cpu bench demo reproduce tiny-model tiny-personaplex clean
 
 IMAGE ?= fdb-server:latest
 CPU_IMAGE ?= fdb-server:cpu-test
@@ -31,6 +31,10 @@ GPUS ?= 0
 # v1.5: both passes (input.wav and clean_input.wav); a v1.0 task gets its one pass
 PREFIX ?= both
 ARGS ?=
+# evaluate: FDB_REPO (the user's Full-Duplex-Bench checkout), EVAL_DIR, EVAL_ARGS (more flags)
+FDB_REPO ?=
+EVAL_DIR ?=
+EVAL_ARGS ?=
 DEMO_DIR ?= .cache/demo
 TINY_MODEL := $(abspath .cache/tiny-moshi/demo)
 TINY_PERSONAPLEX := $(abspath .cache/tiny-personaplex/demo)
@@ -190,18 +194,18 @@ ifeq ($(PROFILE),moshi)
 	$(MAKE) tiny-model
 ifeq ($(RUNTIME),docker)
 	$(MAKE) image-cpu
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime docker \
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --prefix both --runtime docker \
 		--image $(CPU_IMAGE) --gpus none --profile moshi --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_MODEL):$(TINY_MODEL) \
 		--server-command "python /opt/tiny_moshi/serve.py" $(TINY_FLAGS) $(ARGS)
 else ifeq ($(RUNTIME),apptainer)
 	$(MAKE) sif-cpu
 	model=$$(realpath $(TINY_MODEL)); HF_HUB_OFFLINE=1 apptainer run --bind "$$model" $(CPU_SIF) \
-		--root $(DEMO_DIR)/data --gpus none --profile moshi --port 0 --overwrite \
+		--root $(DEMO_DIR)/data --prefix both --gpus none --profile moshi --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --server-command "python /opt/tiny_moshi/serve.py" \
 		$(subst $(TINY_MODEL),$$model,$(TINY_FLAGS)) $(ARGS)
 else
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --prefix both --runtime local \
 		--gpus none --profile moshi --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "$(SERVER_VENV)/bin/python containers/tiny_moshi/serve.py" \
 		$(TINY_FLAGS) $(ARGS)
@@ -211,7 +215,7 @@ else
 	@echo "=== NVIDIA's PersonaPlex server (pinned commit), voice NATF2.pt, the default text prompt ==="
 ifeq ($(RUNTIME),docker)
 	$(MAKE) image-cpu-personaplex
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime docker \
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --prefix both --runtime docker \
 		--image $(PERSONAPLEX_CPU_IMAGE) --gpus none --profile personaplex --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --mount $(TINY_PERSONAPLEX):$(TINY_PERSONAPLEX) \
 		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
@@ -220,18 +224,28 @@ else ifeq ($(RUNTIME),apptainer)
 	$(MAKE) sif-cpu
 	@echo "=== the whole bench inside $(CPU_SIF): apptainer run, the server its child process ==="
 	model=$$(realpath $(TINY_PERSONAPLEX)); HF_HUB_OFFLINE=1 apptainer run --bind "$$model" \
-		$(CPU_SIF) --root $(DEMO_DIR)/data --gpus none --profile personaplex --port 0 \
+		$(CPU_SIF) --root $(DEMO_DIR)/data --prefix both --gpus none --profile personaplex --port 0 \
 		--overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $$model" \
 		--server-arg=--moshi-weight=$$model/model.safetensors $(ARGS)
 else
-	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --runtime local \
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --prefix both --runtime local \
 		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/serve.py --tiny-model $(TINY_PERSONAPLEX)" \
 		--server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
 endif
 endif
-	@echo "=== DEMO done: outputs beside the inputs in $(DEMO_DIR)/data; the model was RANDOM ==="
+	@echo "=== DEMO: outputs beside the inputs in $(DEMO_DIR)/data; now the scores (evaluate) ==="
+	$(PY) -m pipeline evaluate --root $(DEMO_DIR)/data --prefix both --run-dir $(DEMO_DIR)/eval \
+		$(EVAL_ARGS)
+	@echo "=== DEMO done: scores in $(DEMO_DIR)/eval/scores.json. The model has RANDOM weights:" \
+		"its scores mean NOTHING; they prove the path from dataset to numbers ==="
+
+reproduce: venv ## dataset to scores: make reproduce DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...] [FDB_REPO=...]
+	@test -n "$(DATA)" || { echo "usage: make reproduce DATA=/path/to/v1.5 [RUNTIME=...] [FDB_REPO=...]"; exit 2; }
+	$(MAKE) bench DATA="$(DATA)" RUNTIME="$(RUNTIME)" GPUS="$(GPUS)" PREFIX="$(PREFIX)" ARGS="$(ARGS)"
+	$(PY) -m pipeline evaluate --root $(DATA) --prefix $(PREFIX) \
+		$(if $(FDB_REPO),--fdb-repo $(FDB_REPO)) $(if $(EVAL_DIR),--run-dir $(EVAL_DIR)) $(EVAL_ARGS)
 
 clean: ## remove caches (keeps the venvs)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .cache

@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "synth-data":
             from pipeline.dataset.synthesize import SynthSpec, synthesize
 
-            n = synthesize(ns.out, SynthSpec(per_task=ns.per_task))
+            n = synthesize(ns.out, SynthSpec(per_task=ns.per_task, formats=ns.formats))
             log.info("wrote %d synthetic samples under %s", n, ns.out)
             return 0
     except (ConfigError, DatasetError, ServerAddressError) as exc:

@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_slurm_parsers(sub)
 
+    from pipeline.dataset.synthesize import FORMAT_CHOICES
+
     synth = sub.add_parser(
         "synth-data",
         help="write a small synthetic dataset in the v1.5 layout (espeak-ng)",
@@ -171,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     synth.add_argument("--out", type=Path, required=True, help="dataset root to create")
     synth.add_argument("--per-task", type=int, default=2, help="samples per task (default 2)")
+    synth.add_argument(
+        "--formats",
+        choices=FORMAT_CHOICES,
+        default="benchmark",
+        help="benchmark: 16 kHz mono PCM16 as Full-Duplex-Bench ships (what `evaluate` reads;"
+        " default); mixed: several rates, channel counts and subtypes (client tests)",
+    )
     synth.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_evaluate_parser(sub)
     return parser

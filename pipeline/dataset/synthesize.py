@@ -1,7 +1,8 @@
 """Make a small Full-Duplex-Bench-shaped dataset from synthetic speech (espeak-ng), for tests and
 the demo. The real benchmark is distributed by its authors; this only mimics its layout:
-``<out>/<task>/<id>/{input.wav, clean_input.wav, metadata.json}`` with mixed rates, channel
-counts and subtypes, plus silences, so every input path of the client gets exercised.
+``<out>/<task>/<id>/{input.wav, clean_input.wav, metadata.json}``, plus silences. Its wavs are
+either as the benchmark ships them (16 kHz mono PCM16: what the evaluation reads) or in mixed
+rates, channel counts and subtypes, so that every input path of the client gets exercised.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ FORMATS = (
     (24_000, 1, "FLOAT"),
     (44_100, 1, "PCM_16"),
 )
+BENCHMARK_FORMAT = (16_000, 1, "PCM_16")  # Full-Duplex-Bench's own inputs
+FORMAT_CHOICES = ("benchmark", "mixed")
 
 
 class SynthError(RuntimeError):
@@ -48,6 +51,11 @@ class SynthSpec:
     per_task: int = 2
     seconds_trailing: float = 1.0
     include_silence: bool = True  # one all-silence sample in the first task
+    formats: str = "mixed"  # "benchmark": 16 kHz mono PCM16 only; "mixed": cycle FORMATS
+
+    def __post_init__(self) -> None:
+        if self.formats not in FORMAT_CHOICES:
+            raise ValueError(f"formats must be one of {FORMAT_CHOICES}, not {self.formats!r}")
 
 
 def speak(text: str, voice: str = "en-us") -> tuple[Float32Array, int]:
@@ -72,8 +80,15 @@ def _write(path: Path, mono: Float32Array, rate: int, channels: int, subtype: st
     sf.write(str(path), data, rate, subtype=subtype)
 
 
-def make_sample(folder: Path, index: int, silence: bool = False, trailing_s: float = 1.0) -> None:
-    rate, channels, subtype = FORMATS[index % len(FORMATS)]
+def make_sample(
+    folder: Path,
+    index: int,
+    silence: bool = False,
+    trailing_s: float = 1.0,
+    fmt: tuple[int, int, str] | None = None,
+) -> None:
+    """One sample folder; ``fmt`` (rate, channels, subtype) defaults to the index's FORMATS."""
+    rate, channels, subtype = FORMATS[index % len(FORMATS)] if fmt is None else fmt
     folder.mkdir(parents=True, exist_ok=True)
     if silence:
         clean = np.zeros(int(2.0 * rate), dtype=np.float32)
@@ -107,9 +122,11 @@ def make_sample(folder: Path, index: int, silence: bool = False, trailing_s: flo
 def synthesize(out: Path, spec: SynthSpec = SynthSpec()) -> int:
     """Write the dataset under ``out``; returns the number of samples made."""
     n = 0
+    fmt = BENCHMARK_FORMAT if spec.formats == "benchmark" else None
     for t, task in enumerate(spec.tasks):
         for i in range(spec.per_task):
             silence = spec.include_silence and t == 0 and i == spec.per_task - 1
-            make_sample(out / task / str(i), t * spec.per_task + i, silence, spec.seconds_trailing)
+            index = t * spec.per_task + i
+            make_sample(out / task / str(i), index, silence, spec.seconds_trailing, fmt)
             n += 1
     return n

@@ -192,7 +192,7 @@ def test_other_commands_keep_their_options() -> None:
     ns = build_parser().parse_args(["cleanup", "--run-id", "r1", "-v"])
     assert (ns.run_id, ns.verbose) == ("r1", True)
     ns = build_parser().parse_args(["synth-data", "--out", "d", "--per-task", "3"])
-    assert (ns.out, ns.per_task, ns.verbose) == (Path("d"), 3, False)
+    assert (ns.out, ns.per_task, ns.verbose, ns.formats) == (Path("d"), 3, False, "benchmark")
     ns = build_parser().parse_args(["bench", "--config", "run.toml", "-v"])
     assert (ns.config, ns.verbose) == (Path("run.toml"), True)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pytest
+import soundfile as sf
 
 from pipeline.dataset.discovery import discover
 from pipeline.dataset.synthesize import SynthSpec, synthesize
@@ -89,8 +90,13 @@ def report(job: Path) -> tuple[int, dict[str, Any]]:
     return rc, doc
 
 
-def dataset(root: Path, tasks: tuple[str, ...], per_task: int, trailing: float = 0.3) -> Path:
-    synthesize(root, SynthSpec(tasks=tasks, per_task=per_task, seconds_trailing=trailing))
+def dataset(
+    root: Path, tasks: tuple[str, ...], per_task: int, trailing: float = 0.3, silence: bool = True
+) -> Path:
+    spec = SynthSpec(
+        tasks=tasks, per_task=per_task, seconds_trailing=trailing, include_silence=silence
+    )
+    synthesize(root, spec)
     return root
 
 
@@ -220,9 +226,12 @@ def test_scancel_leaves_nothing_behind_and_resubmit_completes_exactly_the_rest(
 def test_a_task_stopped_by_its_time_limit_resumes_on_resubmit(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    # paced in real time, 6 inputs of ~17 s: the task cannot finish within its 1 minute (Slurm
-    # acts on the limit up to ~30 s late), whatever the machine's speed
-    data = dataset(tmp_path / "data", ("talking_to_other",), per_task=3, trailing=10)
+    # paced in real time, 6 spoken inputs of ~30 s (no 2 s silent one): the task cannot finish
+    # within its 1 minute, even with Slurm acting on the limit up to ~30 s late and KillWait's
+    # 10 s, whatever the machine's speed
+    data = dataset(tmp_path / "data", ("talking_to_other",), per_task=3, trailing=25, silence=False)
+    audio_s = sum(sf.info(str(s.input_path)).duration for s in discover(data, prefix="both"))
+    assert audio_s > 1.5 * (60 + 30 + 10), audio_s  # the premise of this test
     job = tmp_path / "job"
     job_id = submit(
         job, data, tiny_model_dir, "--port", "0", "--time", "1", "--term-before", "0",
