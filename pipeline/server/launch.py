@@ -82,7 +82,14 @@ def device_env(gpu: str | None) -> dict[str, str]:
 def server_env(run_id: str, hf_home: str, hf_cache: Path | None = None) -> dict[str, str]:
     """The server's environment: ours, the user's Hugging Face settings, and the token (from
     the environment or a saved login; shown nowhere: ServerSpec.public_env masks it)."""
-    env = {"NO_TORCH_COMPILE": "1", RUN_ID_ENV: run_id, "HF_HOME": hf_home}
+    # HF_HUB_CACHE too: one left in the user's shell would send a local server to another cache
+    # than the one pre-flight checked (HF_HOME/hub)
+    env = {
+        "NO_TORCH_COMPILE": "1",
+        RUN_ID_ENV: run_id,
+        "HF_HOME": hf_home,
+        "HF_HUB_CACHE": f"{hf_home.rstrip('/')}/hub",
+    }
     env.update({k: os.environ[k] for k in PASSED_THROUGH if k in os.environ})
     token = hf_token(hf_cache)
     if token:

@@ -21,14 +21,21 @@ TOKEN = "hf_savedLoginToken0123456789"
 RECORDER = """import json, os, sys
 with open(os.environ["RECORD_TO"], "w") as fh:
     json.dump({"argv": sys.argv, "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
-               "token": os.environ.get("HF_TOKEN"), "hf_home": os.environ.get("HF_HOME")}, fh)
+               "token": os.environ.get("HF_TOKEN"), "hf_home": os.environ.get("HF_HOME"),
+               "hub_cache": os.environ.get("HF_HUB_CACHE")}, fh)
 """
 
 
 @pytest.fixture
 def clean_hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No token and no Hugging Face home from the developer's machine; HF_HOME is a fresh one."""
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "XDG_CACHE_HOME"):
+    for name in (
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_TOKEN_PATH",
+        "XDG_CACHE_HOME",
+        "HF_HUB_CACHE",
+    ):
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "hf-home"
     home.mkdir()
@@ -114,6 +121,19 @@ def test_the_saved_login_token_counts_and_reaches_only_the_servers_environment(
     assert seen["token"] == TOKEN and seen["hf_home"] == str(cache)
     assert TOKEN not in " ".join(seen["argv"])
     assert TOKEN not in backend.log_path.read_text()
+
+
+def test_a_hub_cache_in_the_users_shell_does_not_move_the_servers_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_hf_env: Path
+) -> None:
+    """Pre-flight looks for the weights in --hf-cache's hub folder; a local server inherits the
+    user's shell, where HF_HUB_CACHE would win over HF_HOME: the server gets ours."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)  # the weights are not cached: pre-flight wants one
+    cache = tmp_path / "cache"
+    plan = plan_servers(recorder_settings(tmp_path, hf_cache=cache), "rid", tmp_path / "run")
+    seen = run_recorder(plan, tmp_path, monkeypatch)
+    assert (seen["hf_home"], seen["hub_cache"]) == (str(cache), str(cache / "hub"))
 
 
 def test_where_the_token_is_looked_for(
