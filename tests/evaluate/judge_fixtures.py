@@ -32,8 +32,14 @@ V15 = (
     (
         "1",
         [("Tell", 0.2, 0.4), ("me", 0.4, 0.5), ("a", 0.5, 0.6), ("story", 0.6, 1.0)],
-        [("Tell", 0.2, 0.4), ("me", 0.4, 0.5), ("a", 0.5, 0.6), ("story", 0.6, 1.0),
-         ("wait", 2.0, 2.3), ("stop", 2.3, 2.6)],
+        [
+            ("Tell", 0.2, 0.4),
+            ("me", 0.4, 0.5),
+            ("a", 0.5, 0.6),
+            ("story", 0.6, 1.0),
+            ("wait", 2.0, 2.3),
+            ("stop", 2.3, 2.6),
+        ],
         [("Once", 1.5, 1.8), ("upon", 1.8, 2.0), ("a", 2.0, 2.1), ("time", 2.1, 2.5)],
         [("Once", 1.5, 1.8), ("upon", 1.8, 2.0), ("sure", 2.9, 3.2), ("stopping", 3.2, 3.8)],
     ),
@@ -95,8 +101,9 @@ def make_fdb_checkout(root: Path, behaviour: str = BEHAVIOUR_TEXT) -> tuple[Path
     script = evaluation / "eval_user_interruption.py"
     script.write_text(SCRIPT.format(text=INTERRUPTION_TEXT), encoding="utf-8")
     digests = {
-        "behaviour": hashlib.sha256((evaluation / "instruction" / "behavior.txt").read_bytes())
-        .hexdigest(),
+        "behaviour": hashlib.sha256(
+            (evaluation / "instruction" / "behavior.txt").read_bytes()
+        ).hexdigest(),
         "interruption": hashlib.sha256(script.read_bytes()).hexdigest(),
         "truth": hashlib.sha256((evaluation / TRUTH_NAME).read_bytes()).hexdigest(),
     }
