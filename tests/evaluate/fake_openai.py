@@ -78,7 +78,8 @@ def _handler(fake: FakeJudge) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
-            reply = fake.next_reply(body, dict(self.headers))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            reply = fake.next_reply(body, headers)
             if reply.hang:
                 fake.release.wait(60)
                 return

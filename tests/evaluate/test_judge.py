@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,7 @@ def test_the_key_is_never_written(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # the SDK's and httpx's debug logs too
     make_judge_data(tmp_path)
     # a reply and an error that quote the key (a careless proxy): masked before kept
     fake.script.extend(
@@ -206,6 +208,7 @@ def test_the_key_is_never_written(
     )
     run(tmp_path, fake)
     out = capsys.readouterr()
+    assert "POST" in caplog.text or "Request options" in caplog.text  # the SDK did log
     assert KEY not in caplog.text + out.out + out.err
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(written) > 10
