@@ -8,6 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -233,3 +236,36 @@ def test_resume_sends_nothing_for_finished_samples(tmp_path: Path, fake: FakeJud
     run(tmp_path, fake, behaviour=BEHAVIOUR_TEXT + "Changed.\n", model="local-judge")
     assert [r["model"] for r in fake.received[5:]] == ["local-judge"] * 3
     assert len(fake.received) == 8
+
+
+def _evaluate_in_child(settings: EvalSettings, digests: dict[str, str]) -> None:
+    evaluate(settings, digests["truth"], digests)
+
+
+def test_sigkill_while_asking_then_rerun(tmp_path: Path, fake: FakeJudge) -> None:
+    data = make_judge_data(tmp_path)
+    fdb, digests = make_fdb_checkout(tmp_path)
+    first = data / V15_TASK / "1" / "content_tag.json"
+    fake.script.extend([ok(TAG), HANG])  # sample 1 answered, sample 2 never
+    judge = JudgeSettings(base_url=fake.url, api_key_env=ENV, timeout_s=50, attempts=1)
+    settings = EvalSettings(
+        root=data, stages=("judge",), fdb_repo=fdb, run_dir=tmp_path / "k", judge=judge
+    )
+    child = multiprocessing.get_context("spawn").Process(
+        target=_evaluate_in_child, args=(settings, digests)
+    )
+    child.start()
+    deadline = time.monotonic() + 40
+    while len(fake.received) < 2 and time.monotonic() < deadline and child.is_alive():
+        time.sleep(0.01)
+    assert len(fake.received) == 2 and first.is_file()
+    os.kill(child.pid or 0, signal.SIGKILL)
+    child.join()
+    made = first.stat().st_mtime_ns
+    code, _, records, _ = run(tmp_path, fake)
+    assert code == 0
+    assert len(fake.received) == 2 + 2  # sample 2 and the v1.0 sample, not sample 1
+    assert first.stat().st_mtime_ns == made
+    judged = {r["sample"] + r["task"]: r["status"] for r in records if r["stage"] == "judge"}
+    assert judged[f"1{V15_TASK}"] == "kept" and judged[f"2{V15_TASK}"] == "done"
+    assert [p for p in data.rglob("*") if p.name.endswith(".partial")] == []
