@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # Every stage of issue 10, in the order they run; this version has the CPU ones.
 STAGE_NAMES = ("asr", "timing", "rules", "judge", "prosody", "stats")
 MODES = ("fdb-compat", "corrected")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class JudgeSettings:
     backoff_s: float = 2.0  # the first retry's wait, doubling, randomized (tests: a little)
 
     def __post_init__(self) -> None:
+        if not ENV_NAME.fullmatch(self.api_key_env):
+            # never echoed: a key pasted here by mistake must not reach the log
+            raise ValueError(
+                "--judge-api-key-env takes the NAME of the environment variable that holds the"
+                " key (e.g. OPENAI_API_KEY), not the key itself"
+            )
         if self.timeout_s <= 0 or self.attempts < 1 or self.reasks < 0:
             raise ValueError("judge timeout must be > 0, attempts >= 1 and re-asks >= 0")
 

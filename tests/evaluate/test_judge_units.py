@@ -102,6 +102,9 @@ def test_asking_for_the_judge_without_its_key_is_a_usage_error(
     assert f"stage judge cannot run: needs ${ENV}" in caplog.text
     assert main([*argv[:-4], "--judge-attempts", "0"]) == 2
     assert "attempts >= 1" in caplog.text
+    pasted = "sk-proj-" + "x" * 20  # the key itself where its variable's name belongs
+    assert main([*argv[:-4], "--judge-api-key-env", pasted]) == 2
+    assert "NAME of the environment variable" in caplog.text and pasted not in caplog.text
 
 
 def test_prosody_requires_praat_explicitly(monkeypatch: pytest.MonkeyPatch) -> None:
