@@ -1,25 +1,22 @@
-"""The judges' replies, read as FDB's evaluation reads them, and the requests built as FDB
-builds them (same messages, same characters: the request hash of a sample is FDB's too).
+"""The judges' replies, read as FDB's evaluation reads them, and the user messages filled as
+FDB fills them (its f-strings, read from the checkout: the same characters, so the request
+hash of a sample is FDB's too).
 
 - Behaviour (v1.5): the first JSON object in the reply that has a ``behaviour`` key; its value
   must be a list of tags (FDB would count the letters of a bare string). Tags are counted per
   axis by their first letter; FDB reports the ``C`` axis.
-- Interruption (v1.0): the last "Analysis: ... / I would rate the AI's response as N" pair.
+- Interruption (v1.0): the last match of FDB's rating pattern: (analysis, rating).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
+from pipeline.evaluate.judge_sources import BEHAVIOUR_FIELDS, INTERRUPTION_FIELDS, JudgePrompts
 from pipeline.evaluate.provenance import EVAL_KEY
-
-RATING = re.compile(
-    r"Analysis:\s*(?P<analysis>.*?)\nI would rate the AI's response as (?P<n>\d+)", re.S
-)
-USER_INDENT = " " * 8  # FDB's messages are indented f-strings: the spaces are part of them
-INTERRUPTION_INDENT = " " * 16
 
 
 class MalformedReply(ValueError):
@@ -56,12 +53,17 @@ def behaviour_of(reply: str) -> dict[str, Any]:
     raise MalformedReply("no JSON object with a 'behaviour' key")
 
 
-def rating_of(reply: str) -> dict[str, Any]:
-    matches = list(RATING.finditer(reply + "\n"))
+def rating_of(reply: str, pattern: re.Pattern[str]) -> dict[str, Any]:
+    """The last (analysis, rating) match of FDB's pattern (read from the checkout) in the reply
+    with a newline added, as FDB reads it."""
+    matches = list(pattern.finditer(reply + "\n"))
     if not matches:
-        raise MalformedReply("no 'Analysis: ...' followed by 'I would rate the AI's response as N'")
+        raise MalformedReply("no rating in the form FDB's pattern reads")
     last = matches[-1]
-    return {"analysis": last.group("analysis").strip(), "rating": int(last.group("n"))}
+    try:
+        return {"analysis": last.group(1).strip(), "rating": int(last.group(2))}
+    except (TypeError, ValueError) as exc:
+        raise MalformedReply(f"the rating {last.group(2)!r} is not a whole number") from exc
 
 
 def compact(asr: dict[str, Any]) -> str:
@@ -70,27 +72,12 @@ def compact(asr: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def behaviour_message(
-    input_clean: dict[str, Any],
-    input_noisy: dict[str, Any],
-    output_clean: dict[str, Any],
-    output_noisy: dict[str, Any],
-) -> str:
-    fields = (
-        ("input_clean", input_clean),
-        ("input_noisy", input_noisy),
-        ("output_clean", output_clean),
-        ("output_noisy", output_noisy),
-    )
-    inner = f",\n{USER_INDENT}    ".join(f'"{name}": {compact(asr)}' for name, asr in fields)
-    return f"\n{USER_INDENT}{{\n{USER_INDENT}    {inner}\n{USER_INDENT}}}\n{USER_INDENT}"
+def behaviour_message(prompts: JudgePrompts, asr: Mapping[str, dict[str, Any]]) -> str:
+    """FDB's behaviour user message: its f-string filled with the four ASR files."""
+    values = {name: compact(asr[name]) for name in BEHAVIOUR_FIELDS}
+    return prompts.behaviour_user.fill(values, BEHAVIOUR_FIELDS)
 
 
-def interruption_message(context: str, interrupt: str, response: str) -> str:
-    lines = (
-        f"- Contextual user turn: {context}",
-        f"- User interrupting turn: {interrupt}",
-        f"- AI's response: {response}",
-    )
-    pad = INTERRUPTION_INDENT
-    return "\n" + "".join(f"{pad}{line}\n" for line in lines) + pad
+def interruption_message(prompts: JudgePrompts, context: str, interrupt: str, response: str) -> str:
+    values = {"context": context, "interrupt": interrupt, "response": response}
+    return prompts.interruption_user.fill(values, INTERRUPTION_FIELDS)

@@ -7,7 +7,9 @@
 - v1.0 ``synthetic_user_interruption``: when the model took the turn (FDB's rule, the ``rules``
   stage's TOR), the interruption judge (``gpt-4-turbo``, seed 0 every time) rates its response
   0-5 from ``interrupt.json`` and ``output.json``'s text; ``rating.json`` holds
-  ``{"analysis", "rating"}``. Per task: the mean rating of the samples that took the turn.
+  ``{"analysis", "rating"}``. (Samples that did not take the turn are asked nothing; their
+  ``rating.json`` holds only this pipeline's record, which FDB's scripts never read.)
+  Per task: the mean rating of the samples that took the turn.
 
 A reply that does not parse is asked again at most ``reasks`` times (FDB asks forever), then
 the sample fails with every raw reply in its error. Each sample's values keep the model, seed,
@@ -31,13 +33,13 @@ from pipeline.evaluate.judge_replies import (
     interruption_message,
     rating_of,
 )
+from pipeline.evaluate.judge_sources import BEHAVIOUR_FIELDS
 from pipeline.evaluate.stages import EvalContext, Metrics, Stage, mean
 from pipeline.evaluate.words import EvalInputError, read_json, read_words
 
 INTERRUPTION_TASK = "synthetic_user_interruption"
 BEHAVIOUR = {"model": "gpt-4o-2024-08-06", "seed": 1, "seed_step": 1, "file": "content_tag.json"}
 INTERRUPTION = {"model": "gpt-4-turbo", "seed": 0, "seed_step": 0, "file": "rating.json"}
-ASR_FILES = ("input_clean", "input_noisy", "output_clean", "output_noisy")
 FILE_OF = {
     "input_clean": "clean_input.json",
     "input_noisy": "input.json",
@@ -78,7 +80,7 @@ class JudgeStage(Stage):
     def input_names(self, sample: Sample) -> list[str]:
         if sample.task == INTERRUPTION_TASK:
             return ["output.json", "interrupt.json"]
-        return [FILE_OF[name] for name in ASR_FILES]
+        return [FILE_OF[name] for name in BEHAVIOUR_FIELDS]
 
     def model(self, ctx: EvalContext, sample: Sample) -> str:
         return ctx.settings.judge.model or str(_spec(sample)["model"])
@@ -105,14 +107,17 @@ class JudgeStage(Stage):
                 return {}, {"took_turn": 0, "rating": None}
             context, interrupt = _interrupt(sample)
             text = read_json(sample.folder / "output.json", ASR_MADE_BY).get("text", "")
-            user = interruption_message(context, interrupt, str(text))
-            body, values = self._ask(ctx, sample, ctx.prompts.interruption, user, rating_of)
+            user = interruption_message(ctx.prompts, context, interrupt, str(text))
+            rating = ctx.prompts.rating
+            system = ctx.prompts.interruption_system
+            body, values = self._ask(ctx, sample, system, user, lambda r: rating_of(r, rating))
             return body, {"took_turn": 1, "rating": body["rating"], **values}
-        asr = {n: read_json(sample.folder / FILE_OF[n], ASR_MADE_BY) for n in ASR_FILES}
+        asr = {n: read_json(sample.folder / FILE_OF[n], ASR_MADE_BY) for n in BEHAVIOUR_FIELDS}
         if not all(isinstance(a, dict) for a in asr.values()):
             raise EvalInputError(f"{sample.folder}: an ASR file is not a JSON object")
-        user = behaviour_message(*(asr[n] for n in ASR_FILES))
-        body, values = self._ask(ctx, sample, ctx.prompts.behaviour, user, behaviour_of)
+        user = behaviour_message(ctx.prompts, asr)
+        system = ctx.prompts.behaviour_system
+        body, values = self._ask(ctx, sample, system, user, behaviour_of)
         return body, {"behaviour": body["behaviour"], **values}
 
     def _ask(

@@ -15,7 +15,27 @@ from tests.evaluate.fixtures import TRUTH_NAME, asr, truth_distribution
 
 BEHAVIOUR_TEXT = "PLACEHOLDER behaviour instruction: reply with a behaviour tag.\n"
 INTERRUPTION_TEXT = "\n   PLACEHOLDER interruption instruction: rate 0-5.\n   "
-SCRIPT = '''
+# Stand-ins for FDB's two scripts: the same function and variable names, our own text. The
+# stage reads the strings, f-strings and pattern from them; it never runs them.
+BEHAVIOUR_SCRIPT = '''
+def eval_behavior_all(data_dir, client, task, aggregate=False):
+    final_input = f"""
+  <IC {input_clean_text}>
+  <IN {input_noisy_text}>
+  <OC {output_clean_text}>
+  <ON {output_noisy_text}> {{braces}}
+"""
+    return final_input
+'''
+INTERRUPTION_SCRIPT = '''
+import re
+
+
+def parse_output(data):
+    pattern = re.compile(r"Why:\\s*(.*?)\\nScore=(\\d+)", re.DOTALL)
+    return pattern
+
+
 def unrelated():
     system_msg = "not this one"
 
@@ -23,8 +43,14 @@ def unrelated():
 def eval_user_interruption(root_dir, client):
     seed = 0
     system_msg = """{text}"""
-    return system_msg
+    user_msg = f"""
+  CONTEXT[{in_before_interrupt_text}]
+  INTERRUPT[{in_interrupt_text}]
+  RESPONSE[{out_after_interrupt_text}]
+"""
+    return system_msg, user_msg
 '''
+RATED = "Why: it stopped\nand answered.\nScore=4."
 V15_TASK = "user_interruption"
 V10_TASK = "synthetic_user_interruption"
 # v1.5: (id, input_clean, input_noisy, output_clean, output_noisy) word lists
@@ -96,15 +122,16 @@ def make_fdb_checkout(root: Path, behaviour: str = BEHAVIOUR_TEXT) -> tuple[Path
     backchannel truth's as ``truth``)."""
     evaluation = root / "fdb" / "v1_v1.5" / "evaluation"
     _json(evaluation / TRUTH_NAME, truth_distribution())
-    (evaluation / "instruction").mkdir(parents=True, exist_ok=True)
-    (evaluation / "instruction" / "behavior.txt").write_text(behaviour, encoding="utf-8")
-    script = evaluation / "eval_user_interruption.py"
-    script.write_text(SCRIPT.format(text=INTERRUPTION_TEXT), encoding="utf-8")
-    digests = {
-        "behaviour": hashlib.sha256(
-            (evaluation / "instruction" / "behavior.txt").read_bytes()
-        ).hexdigest(),
-        "interruption": hashlib.sha256(script.read_bytes()).hexdigest(),
-        "truth": hashlib.sha256((evaluation / TRUTH_NAME).read_bytes()).hexdigest(),
+    files = {
+        "behaviour": evaluation / "instruction" / "behavior.txt",
+        "behaviour_script": evaluation / "eval_behavior.py",
+        "interruption": evaluation / "eval_user_interruption.py",
+        "truth": evaluation / TRUTH_NAME,
     }
+    files["behaviour"].parent.mkdir(parents=True, exist_ok=True)
+    files["behaviour"].write_text(behaviour, encoding="utf-8")
+    files["behaviour_script"].write_text(BEHAVIOUR_SCRIPT, encoding="utf-8")
+    interruption = INTERRUPTION_SCRIPT.replace("{text}", INTERRUPTION_TEXT)
+    files["interruption"].write_text(interruption, encoding="utf-8")
+    digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
     return root / "fdb", digests

@@ -24,6 +24,7 @@ from tests.evaluate.fake_openai import HANG, FakeJudge, fake_judge, ok, status
 from tests.evaluate.judge_fixtures import (
     BEHAVIOUR_TEXT,
     INTERRUPTION_TEXT,
+    RATED,
     V10_TASK,
     V15_TASK,
     make_fdb_checkout,
@@ -33,7 +34,6 @@ from tests.evaluate.judge_fixtures import (
 pytestmark = pytest.mark.timeout(60)
 KEY = "sk-test-" + "k3y" * 8
 ENV = "FDB_TEST_JUDGE_KEY"
-RATED = "Analysis: it stopped and answered.\nI would rate the AI's response as 4."
 TAG = '{"behaviour": ["C_RESPOND"]}'
 
 
@@ -70,8 +70,9 @@ def run(
     return code, scores, [json.loads(line) for line in lines], data
 
 
-def fdb_message(folder: Path) -> str:
-    """The user message as FDB's behaviour script writes it (its f-string's layout)."""
+def expected_message(folder: Path) -> str:
+    """The stand-in checkout's behaviour f-string, filled by hand: each ASR file as compact
+    JSON (as FDB's script dumps it) in its own place."""
 
     def text(name: str) -> str:
         body = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
@@ -79,10 +80,7 @@ def fdb_message(folder: Path) -> str:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
     a, b, c, d = (text(n) for n in ("clean_input", "input", "clean_output", "output"))
-    return (
-        f'\n        {{\n            "input_clean": {a},\n            "input_noisy": {b},\n'
-        f'            "output_clean": {c},\n            "output_noisy": {d}\n        }}\n        '
-    )
+    return f"\n  <IC {a}>\n  <IN {b}>\n  <OC {c}>\n  <ON {d}> {{braces}}\n"
 
 
 def test_requests_are_filled_as_fdb_fills_them(tmp_path: Path, fake: FakeJudge) -> None:
@@ -102,14 +100,13 @@ def test_requests_are_filled_as_fdb_fills_them(tmp_path: Path, fake: FakeJudge) 
         assert "temperature" not in request  # FDB sends none
         system, user = request["messages"]
         assert system == {"role": "system", "content": BEHAVIOUR_TEXT}
-        assert user == {"role": "user", "content": fdb_message(data / V15_TASK / sid)}
+        assert user == {"role": "user", "content": expected_message(data / V15_TASK / sid)}
     (request,) = interruption
     assert request["seed"] == 0
     assert request["messages"][0]["content"] == INTERRUPTION_TEXT
     assert request["messages"][1]["content"] == (
-        "\n                - Contextual user turn: I was telling you about my weekend.\n"
-        "                - User interrupting turn: Wait, what time is it?\n"
-        "                - AI's response:  Sure I will stop\n                "
+        "\n  CONTEXT[I was telling you about my weekend.]\n"
+        "  INTERRUPT[Wait, what time is it?]\n  RESPONSE[ Sure I will stop]\n"
     )
     tag = json.loads((data / V15_TASK / "1" / "content_tag.json").read_text())
     assert tag["behaviour"] == ["C_RESPOND"]
@@ -119,7 +116,7 @@ def test_requests_are_filled_as_fdb_fills_them(tmp_path: Path, fake: FakeJudge) 
     canonical = json.dumps(behaviour[0], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert kept["request_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
     rating = json.loads((data / V10_TASK / "1" / "rating.json").read_text())
-    assert rating["rating"] == 4 and rating["analysis"] == "it stopped and answered."
+    assert rating["rating"] == 4 and rating["analysis"] == "it stopped\nand answered."
     assert scores[V15_TASK]["behaviour_C_RESPOND"] == 1.0
     assert scores[V10_TASK]["judge"] == 4.0 and scores[V10_TASK]["judge_n"] == 1
     assert {r["status"] for r in records if r["stage"] == "judge"} == {"done"}

@@ -5,6 +5,7 @@ the judge's and prosody's requirements, and the v1.0 interruption's TOR and late
 from __future__ import annotations
 
 import json
+import re
 from importlib import metadata
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.dataset.discovery import Sample
+from pipeline.digest import file_sha256
 from pipeline.evaluate import prosody
 from pipeline.evaluate.fdb_repo import FdbRepoError
 from pipeline.evaluate.judge_replies import MalformedReply, behaviour_of, rating_of
-from pipeline.evaluate.judge_sources import interruption_prompt, load_prompts
+from pipeline.evaluate.judge_sources import INTERRUPTION_FIELDS, load_prompts
 from pipeline.evaluate.runner import choose_stages, stage_requirement
 from pipeline.evaluate.settings import EvalSettings, JudgeSettings
 from pipeline.evaluate.stage_rules import RulesStage
@@ -40,40 +42,69 @@ def test_behaviour_is_the_first_object_with_the_key() -> None:
         behaviour_of("C_RESUME")
 
 
-def test_the_last_rating_counts() -> None:
-    reply = (
-        "Analysis: first.\nI would rate the AI's response as 2.\n"
-        "Analysis: on second thought,\nit was good.\nI would rate the AI's response as 5."
-    )
-    assert rating_of(reply) == {"analysis": "on second thought,\nit was good.", "rating": 5}
+def test_the_last_rating_counts(tmp_path: Path) -> None:
+    fdb, digests = make_fdb_checkout(tmp_path)
+    pattern = load_prompts(fdb, digests).rating  # the checkout's pattern, with its flag
+    reply = "Why: first.\nScore=2.\nWhy: on second thought,\nit was good.\nScore=5."
+    assert rating_of(reply, pattern) == {
+        "analysis": "on second thought,\nit was good.",
+        "rating": 5,
+    }
     with pytest.raises(MalformedReply):
-        rating_of("I would rate the AI's response as 3.")  # no analysis before it
+        rating_of("Score=3.", pattern)  # no analysis before it
 
 
-def test_instructions_are_read_from_the_checkout(tmp_path: Path) -> None:
+def test_prompts_are_read_from_the_checkout(tmp_path: Path) -> None:
     fdb, digests = make_fdb_checkout(tmp_path)
     prompts = load_prompts(fdb, digests)
-    assert prompts.behaviour == BEHAVIOUR_TEXT
-    assert prompts.interruption == INTERRUPTION_TEXT  # the function's, not unrelated()'s
-    assert prompts.behaviour_sha256 == digests["behaviour"]
+    assert prompts.behaviour_system == BEHAVIOUR_TEXT
+    assert prompts.interruption_system == INTERRUPTION_TEXT  # the function's, not unrelated()'s
+    assert prompts.behaviour_sha256 == f"{digests['behaviour']}+{digests['behaviour_script']}"
+    assert prompts.interruption_sha256 == digests["interruption"]
+    filled = prompts.interruption_user.fill(
+        {"context": "a", "interrupt": "b", "response": "c"}, INTERRUPTION_FIELDS
+    )
+    assert filled == "\n  CONTEXT[a]\n  INTERRUPT[b]\n  RESPONSE[c]\n"
 
 
-def test_another_version_of_an_instruction_is_refused(tmp_path: Path) -> None:
+def test_another_version_of_a_prompt_file_is_refused(tmp_path: Path) -> None:
     fdb, digests = make_fdb_checkout(tmp_path)
     with pytest.raises(FdbRepoError, match=r"behavior\.txt has sha256"):
         load_prompts(fdb, {**digests, "behaviour": "0" * 64})
+    with pytest.raises(FdbRepoError, match=r"eval_behavior\.py has sha256"):
+        load_prompts(fdb, {**digests, "behaviour_script": "0" * 64})
     with pytest.raises(FdbRepoError, match=r"no v1_v1\.5/evaluation/instruction/behavior\.txt"):
         load_prompts(tmp_path / "elsewhere", digests)
 
 
-def test_a_script_without_the_prompt_is_named(tmp_path: Path) -> None:
-    script = tmp_path / "eval_user_interruption.py"
-    script.write_text("def eval_user_interruption(root_dir, client):\n    return 0\n")
-    with pytest.raises(FdbRepoError, match="no string system_msg"):
-        interruption_prompt(script)
-    script.write_text("def (:\n")
-    with pytest.raises(FdbRepoError, match="not readable Python"):
-        interruption_prompt(script)
+@pytest.mark.parametrize(
+    ("script", "error"),
+    [
+        ("def eval_user_interruption(root_dir, client):\n    return 0\n", "no string system_msg"),
+        ("def (:\n", "not readable Python"),
+        (
+            'def eval_user_interruption(r, c):\n    system_msg = "s"\n    user_msg = "plain"\n',
+            "user_msg is not an f-string",
+        ),
+        (
+            'def eval_user_interruption(r, c):\n    system_msg = "s"\n'
+            '    user_msg = f"{in_interrupt_text!r} {in_before_interrupt_text}"\n',
+            "other than a plain variable",
+        ),
+        (
+            'def eval_user_interruption(r, c):\n    system_msg = "s"\n'
+            '    user_msg = f"{in_interrupt_text}"\n',
+            "fills in ['in_interrupt_text'], not",
+        ),
+    ],
+)
+def test_a_script_of_another_shape_is_named(tmp_path: Path, script: str, error: str) -> None:
+    fdb, digests = make_fdb_checkout(tmp_path)
+    path = fdb / "v1_v1.5" / "evaluation" / "eval_user_interruption.py"
+    path.write_text(script, encoding="utf-8")
+    changed = {**digests, "interruption": file_sha256(path)}
+    with pytest.raises(FdbRepoError, match=re.escape(error)):
+        load_prompts(fdb, changed)
 
 
 def test_the_judge_is_named_as_not_run_without_its_key(
