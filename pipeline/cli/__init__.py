@@ -61,17 +61,30 @@ def evaluate_command(ns: argparse.Namespace) -> int:
     checkout, a wrong root) exits 2 before any sample."""
     from pipeline.evaluate.fdb_repo import FdbRepoError
     from pipeline.evaluate.runner import EvalUsageError, evaluate
-    from pipeline.evaluate.settings import EvalSettings
+    from pipeline.evaluate.settings import EvalSettings, JudgeSettings
 
-    settings = EvalSettings(
-        root=ns.root,
-        tasks=tuple(ns.tasks),
-        prefix=ns.prefix,
-        stages=tuple(ns.stages),
-        fdb_repo=ns.fdb_repo,
-        run_dir=ns.run_dir,
-        mode="fdb-compat" if ns.fdb_compat else "corrected",
-    )
+    try:
+        judge = JudgeSettings(
+            base_url=ns.judge_base_url,
+            api_key_env=ns.judge_api_key_env,
+            model=ns.judge_model,
+            timeout_s=ns.judge_timeout,
+            attempts=ns.judge_attempts,
+            reasks=ns.judge_reasks,
+        )
+        settings = EvalSettings(
+            root=ns.root,
+            tasks=tuple(ns.tasks),
+            prefix=ns.prefix,
+            stages=tuple(ns.stages),
+            fdb_repo=ns.fdb_repo,
+            run_dir=ns.run_dir,
+            mode="fdb-compat" if ns.fdb_compat else "corrected",
+            judge=judge,
+        )
+    except ValueError as exc:  # a setting out of range
+        logging.getLogger("pipeline").error("%s", exc)
+        return 2
     try:
         code, _ = evaluate(settings)
     except (EvalUsageError, FdbRepoError) as exc:

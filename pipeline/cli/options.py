@@ -236,7 +236,60 @@ def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="backchannel reads a 24 kHz output.wav as 16 kHz, as FDB does and its published"
         " figures carry (default: on); --no-fdb-compat: the corrected reading (both are kept)",
     )
+    add_judge_options(ev)
     ev.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def add_judge_options(ev: argparse.ArgumentParser) -> None:
+    from pipeline.evaluate.settings import JudgeSettings
+
+    default = JudgeSettings()
+    judge = ev.add_argument_group(
+        "judge", "FDB's LLM judges, on any OpenAI-compatible endpoint (each request is billed)"
+    )
+    judge.add_argument(
+        "--judge-base-url",
+        default=default.base_url,
+        metavar="URL",
+        help="the endpoint, e.g. http://localhost:8000/v1 (default: the SDK's, api.openai.com)",
+    )
+    judge.add_argument(
+        "--judge-api-key-env",
+        default=default.api_key_env,
+        metavar="NAME",
+        help="the environment variable holding the key (default: %(default)s); the judge runs"
+        " only when it is set and --fdb-repo is given",
+    )
+    judge.add_argument(
+        "--judge-model",
+        default=default.model,
+        metavar="MODEL",
+        help="override FDB's models (gpt-4o-2024-08-06 for v1.5 behaviour, gpt-4-turbo for"
+        " v1.0 interruption); the scores are then not FDB's",
+    )
+    judge.add_argument(
+        "--judge-timeout",
+        type=float,
+        default=default.timeout_s,
+        metavar="S",
+        help="seconds per request (default: %(default)s)",
+    )
+    judge.add_argument(
+        "--judge-attempts",
+        type=int,
+        default=default.attempts,
+        metavar="N",
+        help="requests at most per ask: 429, 5xx and timeouts are retried with backoff, never"
+        " 400/401/403 (default: %(default)s)",
+    )
+    judge.add_argument(
+        "--judge-reasks",
+        type=int,
+        default=default.reasks,
+        metavar="K",
+        help="a reply that does not parse is asked again at most K times, then the sample fails"
+        " with the raw replies (default: %(default)s)",
+    )
 
 
 def add_slurm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -35,22 +35,28 @@ class BackchannelTruth:
     by_sample: dict[str, list[float]]  # ICC sample id -> the distribution over its bins
 
 
-def find_truth(repo: Path) -> Path:
-    """The ground truth file under a checkout's root or its evaluation folder."""
-    for candidate in (repo / EVAL_FOLDER / ICC_TRUTH, repo / ICC_TRUTH):
+def find_fdb_file(repo: Path, name: Path | str) -> Path:
+    """A file of FDB's evaluation folder, under a checkout's root or that folder."""
+    for candidate in (repo / EVAL_FOLDER / name, repo / name):
         if candidate.is_file():
             return candidate
-    raise FdbRepoError(f"no {EVAL_FOLDER / ICC_TRUTH} under --fdb-repo {repo}; {CLONE_HINT}")
+    raise FdbRepoError(f"no {EVAL_FOLDER / name} under --fdb-repo {repo}; {CLONE_HINT}")
 
 
-def load_truth(repo: Path, expected_sha256: str = ICC_TRUTH_SHA256) -> BackchannelTruth:
-    """The ground truth, checked (tests pass the digest of their own stand-in)."""
-    path = find_truth(repo)
+def checked_fdb_file(repo: Path, name: Path | str, expected_sha256: str) -> tuple[Path, str]:
+    """The file and its sha256, which must be the one the published numbers were made with."""
+    path = find_fdb_file(repo, name)
     digest = file_sha256(path)
     if digest != expected_sha256:
         raise FdbRepoError(
             f"{path} has sha256 {digest}, not the {expected_sha256[:12]}... the published"
             f" numbers were made with; check out FDB commit {FDB_COMMIT[:12]} or its file"
         )
+    return path, digest
+
+
+def load_truth(repo: Path, expected_sha256: str = ICC_TRUTH_SHA256) -> BackchannelTruth:
+    """The ground truth, checked (tests pass the digest of their own stand-in)."""
+    path, digest = checked_fdb_file(repo, ICC_TRUTH, expected_sha256)
     data = json.loads(path.read_text(encoding="utf-8"))
     return BackchannelTruth(path, digest, {str(k): [float(x) for x in v] for k, v in data.items()})

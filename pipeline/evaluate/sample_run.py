@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline.dataset.discovery import Sample
 from pipeline.evaluate.fdb_repo import FdbRepoError
+from pipeline.evaluate.judge_replies import JudgeReplyError, JudgeRequestError
 from pipeline.evaluate.provenance import current_values, stamp_for, sweep_partials, write_result
 from pipeline.evaluate.stages import EvalContext, Stage
 from pipeline.evaluate.vad_model import VadModelError
@@ -16,11 +17,21 @@ from pipeline.evaluate.words import EvalInputError
 from pipeline.results.locks import SampleLock
 
 # Who writes each file a stage may read (for "X is missing" errors)
+ASR_WRITES = "the ASR stage (FDB's get_transcript/asr.py format; not in this version)"
 WRITTEN_BY = {
     "output.wav": "the inference (`python -m pipeline bench` or `infer`)",
-    "output.json": "the ASR stage (FDB's get_transcript/asr.py format; not in this version)",
+    **dict.fromkeys(
+        ("output.json", "input.json", "clean_input.json", "clean_output.json"), ASR_WRITES
+    ),
 }
-SAMPLE_ERRORS = (EvalInputError, VadModelError, FdbRepoError, OSError)
+SAMPLE_ERRORS = (
+    EvalInputError,
+    VadModelError,
+    FdbRepoError,
+    OSError,
+    JudgeReplyError,
+    JudgeRequestError,
+)
 
 
 @dataclass
@@ -47,7 +58,7 @@ class SampleResult:
 @functools.cache
 def versions() -> dict[str, str]:
     found = {}
-    for dist in ("fdb-pipeline", "numpy", "onnxruntime", "scipy", "soundfile"):
+    for dist in ("fdb-pipeline", "numpy", "onnxruntime", "scipy", "soundfile", "openai"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

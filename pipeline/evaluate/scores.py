@@ -12,6 +12,7 @@ from pipeline.results.atomic import atomic_write_bytes
 
 Scores = dict[str, Metrics]
 SHOWN = ("tor", "freq", "jsd", "latency", "judge", "stop_latency", "response_latency")
+SHOWN_PREFIX = "behaviour_C"  # the v1.5 behaviour judge's shares, one per tag
 
 
 def write_scores(path: Path, scores: Scores) -> None:
@@ -32,7 +33,8 @@ def table_lines(scores: Scores, mode: str) -> Iterable[str]:
     head = ["task", "metric", f"ours ({mode})", *(f"{m} FDB ({MODE_OF_PUBLISHED})" for m in models)]
     rows = [head]
     for task, metrics in scores.items():
-        for key in SHOWN:
+        shares = sorted(k for k in metrics if k.startswith(SHOWN_PREFIX))
+        for key in (*SHOWN, *shares):
             if key in metrics:
                 published = [PUBLISHED[m].get(task, {}).get(key) for m in models]
                 rows.append([task, key, _cell(metrics[key]), *(_cell(p) for p in published)])

@@ -1,5 +1,8 @@
-"""The ``rules`` stage (v1.0): pause handling, smooth turn-taking and backchannel, per sample
-(:mod:`pipeline.evaluate.rules`), averaged per task as FDB's scripts average them.
+"""The ``rules`` stage (v1.0): pause handling, smooth turn-taking, backchannel and the user
+interruption's TOR and latency, per sample (:mod:`pipeline.evaluate.rules`), averaged per task
+as FDB's scripts average them. The interruption's turn is taken by the same rule as the
+turn-taking's; its latency runs from the interruption's end (``interrupt.json[0].timestamp[1]``,
+0 when negative) and, as in FDB, counts only samples that took the turn.
 
 Backchannel is scored in both readings of a 24 kHz ``output.wav``: ``fdb-compat`` (its samples
 taken as 16 kHz, as FDB's script does: every time x1.5) and ``corrected`` (resampled to 16 kHz
@@ -24,7 +27,10 @@ OUT_NAME = "eval_rules.json"
 PAUSE_TASKS = ("candor_pause_handling", "synthetic_pause_handling")
 TURN_TASK = "candor_turn_taking"
 BACKCHANNEL_TASK = "icc_backchannel"
-RULE_TASKS = (*PAUSE_TASKS, TURN_TASK, BACKCHANNEL_TASK)
+INTERRUPTION_TASK = "synthetic_user_interruption"
+# the turn file each latency is measured from, and where in it the user's turn ends
+TURN_END = {TURN_TASK: ("turn_taking.json", 0), INTERRUPTION_TASK: ("interrupt.json", 1)}
+RULE_TASKS = (*PAUSE_TASKS, TURN_TASK, BACKCHANNEL_TASK, INTERRUPTION_TASK)
 THRESHOLDS = {
     "turn_min_s": rules.TURN_MIN_S,
     "turn_max_words": rules.TURN_MAX_WORDS,
@@ -57,8 +63,8 @@ class RulesStage(Stage):
         return sample.folder / OUT_NAME
 
     def input_names(self, sample: Sample) -> list[str]:
-        if sample.task == TURN_TASK:
-            return ["output.json", "turn_taking.json"]
+        if sample.task in TURN_END:
+            return ["output.json", TURN_END[sample.task][0]]
         if sample.task == BACKCHANNEL_TASK:
             return ["output.json", "output.wav"]
         return ["output.json"]
@@ -74,13 +80,15 @@ class RulesStage(Stage):
         words = read_words(sample.folder / "output.json")
         if sample.task in PAUSE_TASKS:
             return {}, {"tor": rules.took_turn(words)}
-        if sample.task == TURN_TASK:
-            turn = read_json(sample.folder / "turn_taking.json", "the dataset")
+        if sample.task in TURN_END:
+            name, index = TURN_END[sample.task]
+            turn = read_json(sample.folder / name, "the dataset")
             try:
-                turn_end = float(turn[0]["timestamp"][0])
+                turn_end = float(turn[0]["timestamp"][index])
             except (LookupError, TypeError, ValueError) as exc:
                 raise EvalInputError(
-                    f"{sample.folder / 'turn_taking.json'} has no [{{'timestamp': [END, ...]}}]"
+                    f"{sample.folder / name} has no [{{'timestamp': [...]}}] with the turn's end"
+                    f" at index {index}"
                 ) from exc
             latency = rules.turn_latency(words, turn_end)
             return {}, {"tor": rules.took_turn(words), "latency_s": latency}
@@ -118,7 +126,7 @@ class RulesStage(Stage):
                         metrics[key] = metrics[f"{key}_{suffix}"]
             return metrics
         metrics["tor"] = mean([v["tor"] for v in values])
-        if task == TURN_TASK:
+        if task in TURN_END:
             took = [v["latency_s"] for v in values if v["latency_s"] is not None]
             metrics["latency"] = mean(took)
         return metrics

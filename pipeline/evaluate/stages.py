@@ -11,30 +11,44 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.dataset.discovery import Sample
 from pipeline.evaluate.fdb_repo import BackchannelTruth
+from pipeline.evaluate.judge_sources import JudgePrompts
 from pipeline.evaluate.settings import EvalSettings
 from pipeline.evaluate.vad import OnnxVad
+
+if TYPE_CHECKING:  # the judge's client imports the openai SDK: only when a judge asks
+    from pipeline.evaluate.judge_client import JudgeClient
 
 Metrics = dict[str, float | int | str | None]
 
 
 @dataclass
 class EvalContext:
-    """What every stage may use: the settings, the VAD session (made once, on first use) and
-    the FDB data read from ``--fdb-repo``."""
+    """What every stage may use: the settings, the VAD session and the judge's client (each
+    made once, on first use) and the FDB data read from ``--fdb-repo``."""
 
     settings: EvalSettings
     truth: BackchannelTruth | None = None
+    prompts: JudgePrompts | None = None
     _vad: OnnxVad | None = field(default=None, repr=False)
+    _judge: JudgeClient | None = field(default=None, repr=False)
 
     @property
     def vad(self) -> OnnxVad:
         if self._vad is None:
             self._vad = OnnxVad()
         return self._vad
+
+    @property
+    def judge(self) -> JudgeClient:
+        if self._judge is None:
+            from pipeline.evaluate.judge_client import JudgeClient
+
+            self._judge = JudgeClient(self.settings.judge)
+        return self._judge
 
 
 class Stage(ABC):
