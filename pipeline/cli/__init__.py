@@ -71,6 +71,8 @@ def evaluate_command(ns: argparse.Namespace) -> int:
         fdb_repo=ns.fdb_repo,
         run_dir=ns.run_dir,
         mode="fdb-compat" if ns.fdb_compat else "corrected",
+        asr_model=ns.asr_model,
+        asr_python=ns.asr_python,
     )
     try:
         code, _ = evaluate(settings)

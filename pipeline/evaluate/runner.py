@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dataset.discovery import discover
+from pipeline.evaluate.asr_client import asr_requirement, default_python
 from pipeline.evaluate.fdb_repo import ICC_TRUTH_SHA256, load_truth
 from pipeline.evaluate.sample_run import SampleResult, run_sample
 from pipeline.evaluate.scores import Scores, table_lines, write_scores
 from pipeline.evaluate.settings import STAGE_NAMES, EvalSettings
+from pipeline.evaluate.stage_asr import AsrStage
 from pipeline.evaluate.stage_rules import RulesStage
 from pipeline.evaluate.stage_timing import TimingStage
 from pipeline.evaluate.stages import EvalContext, Stage
 from pipeline.evaluate.vad_model import VadModelError, model_bytes
 
 log = logging.getLogger("pipeline.evaluate")
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (TimingStage(), RulesStage())}
+STAGES: dict[str, Stage] = {
+    stage.name: stage for stage in (AsrStage(), TimingStage(), RulesStage())
+}
 LATER = "not in this version of fdb-pipeline (issue 10's second half)"
 
 
@@ -33,10 +37,13 @@ class EvalUsageError(ValueError):
     """A stage was asked for that cannot run here; the message says why."""
 
 
-def stage_requirement(name: str) -> str | None:
+def stage_requirement(name: str, settings: EvalSettings) -> str | None:
     """What stage ``name`` needs that is not installed here (None: it can run)."""
     if name not in STAGES and name != "stats":
         return LATER
+    if name == "asr":
+        python = settings.asr_python or default_python()
+        return asr_requirement(python, settings.asr_model, explicit=name in settings.stages)
     wanted = {"timing": ("onnxruntime",), "rules": ("onnxruntime", "scipy")}.get(name, ())
     absent = [m for m in wanted if importlib.util.find_spec(m) is None]
     if absent:
@@ -49,18 +56,19 @@ def stage_requirement(name: str) -> str | None:
     return None
 
 
-def choose_stages(requested: tuple[str, ...]) -> list[str]:
+def choose_stages(settings: EvalSettings) -> list[str]:
+    requested = settings.stages
     for name in requested:
         if name not in STAGE_NAMES:
             raise EvalUsageError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
-        need = stage_requirement(name)
+        need = stage_requirement(name, settings)
         if need is not None:
             raise EvalUsageError(f"stage {name} cannot run: needs {need}")
     if requested:
         return [n for n in STAGE_NAMES if n in requested]
     chosen = []
     for name in STAGE_NAMES:
-        need = stage_requirement(name)
+        need = stage_requirement(name, settings)
         if need is None:
             chosen.append(name)
         else:
@@ -74,7 +82,7 @@ def default_run_dir() -> Path:
 
 def evaluate(settings: EvalSettings, truth_sha256: str = ICC_TRUTH_SHA256) -> tuple[int, Scores]:
     """Run the chosen stages; the exit code is 1 when any sample failed, else 0."""
-    chosen = choose_stages(settings.stages)
+    chosen = choose_stages(settings)
     samples = discover(settings.root, settings.tasks, settings.prefix)
     truth = load_truth(settings.fdb_repo, truth_sha256) if settings.fdb_repo else None
     ctx = EvalContext(settings, truth)
@@ -85,13 +93,16 @@ def evaluate(settings: EvalSettings, truth_sha256: str = ICC_TRUTH_SHA256) -> tu
     with (run_dir / "eval-samples.jsonl").open("a", encoding="utf-8") as records:
         for name, stage in STAGES.items():
             compute = name in chosen
-            if not compute and "stats" not in chosen:
+            if not compute and ("stats" not in chosen or not stage.scored):
                 continue
-            for sample in (s for s in samples if stage.applies(s)):
-                result = run_sample(stage, ctx, sample, compute)
-                records.write(json.dumps(result.record()) + "\n")
-                records.flush()
-                failed += _note(result, values)
+            try:
+                for sample in (s for s in samples if stage.applies(s)):
+                    result = run_sample(stage, ctx, sample, compute)
+                    records.write(json.dumps(result.record()) + "\n")
+                    records.flush()
+                    failed += _note(result, values)
+            finally:
+                ctx.close()  # the ASR worker (and its model) go when their stage is done
     scores: Scores = {}
     if "stats" in chosen:
         scores = aggregate(ctx, values)
