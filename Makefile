@@ -79,8 +79,8 @@ eval-goldens: ## re-make tests/evaluate/goldens.json with FDB's own scripts: mak
 	bash scripts/goldens-env.sh $(GOLDEN_VENV) $(SILERO_VAD_VERSION)
 	$(GOLDEN_VENV)/bin/python scripts/eval_goldens.py --fdb-repo $(FDB_REPO)
 
-bench-eval: venv eval-models ## evaluation cost per hour of audio (VAD, resample, timing, rules)
-	PYTHONPATH=. $(PY) scripts/bench_eval.py
+bench-eval: venv eval-models tiny-asr ## evaluation cost per hour of audio (VAD, resample, timing, rules, tiny ASR)
+	PYTHONPATH=. $(PY) scripts/bench_eval.py --asr-model $(TINY_ASR)
 
 # The `asr` stage of `evaluate`: NeMo (pinned) on the CPU torch, in a venv of its own; the client
 # venv stays free of torch and NeMo.

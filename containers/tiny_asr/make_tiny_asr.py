@@ -135,19 +135,21 @@ def config(tokenizer_dir: Path) -> dict[str, object]:
 
 def bias_to_words(model: object) -> None:
     """Greedy TDT takes the argmax of the token logits (blank is index VOCAB) and of the
-    duration logits: favour word-initial pieces over the rest and over blank, and durations
-    of 1-2 frames over 0 (which would stay on a frame)."""
+    duration logits: rule out every piece but the word-initial ones (so each emitted piece is
+    a whole word), let those and blank compete through the random weights (scaled up, so the
+    audio decides), and favour durations of 1-2 frames over 0 (which would stay on a frame)."""
     import torch
 
-    last = [m for m in model.joint.joint_net.modules() if isinstance(m, torch.nn.Linear)][-1]  # type: ignore[attr-defined]
+    linears = [m for m in model.joint.joint_net.modules() if isinstance(m, torch.nn.Linear)]  # type: ignore[attr-defined]
+    last = linears[-1]
     vocab = model.tokenizer.vocab  # type: ignore[attr-defined]
     with torch.no_grad():
         last.weight.mul_(4.0)
-        bias = torch.zeros_like(last.bias)
+        bias = torch.full_like(last.bias, -100.0)
         for i, piece in enumerate(vocab):
             if piece.startswith("\u2581") and len(piece) > 2:
-                bias[i] = 2.0
-        bias[VOCAB] = 1.5  # blank
+                bias[i] = 0.0
+        bias[VOCAB] = -1.5  # blank
         bias[VOCAB + 1 :] = torch.tensor([-5.0, 3.0, 2.0, 0.0, -1.0])
         last.bias.copy_(bias)
 
@@ -155,13 +157,17 @@ def bias_to_words(model: object) -> None:
 def build(out: Path, seed: int) -> None:
     import torch
     from nemo.collections.asr.models import EncDecRNNTBPEModel
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory(prefix="tiny-asr-") as tmp:
         folder = Path(tmp)
         train_tokenizer(folder)
         model = EncDecRNNTBPEModel(cfg=OmegaConf.create(config(folder)))
+        # transcribe() reads one key of the validation set's config (no data set is used);
+        # added after construction, which would otherwise set up that data set
+        with open_dict(model.cfg):
+            model.cfg.validation_ds = {"use_start_end_token": False}
         bias_to_words(model)
         model.eval()
         partial = out.with_name(f".{out.name}.partial")

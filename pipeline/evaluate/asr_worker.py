@@ -87,12 +87,13 @@ def resolve_model(spec: str, revision: str) -> str:
 
 
 def load(spec: str, revision: str, device: str) -> Any:
+    path = resolve_model(spec, revision)  # before NeMo's slow import: a wrong model fails fast
     import torch
     from nemo.collections.asr.models import ASRModel
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = ASRModel.restore_from(resolve_model(spec, revision), map_location=device)
+    model = ASRModel.restore_from(path, map_location=device)
     model.eval()
     return model
 
@@ -111,7 +112,9 @@ def transcribe(model: Any, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             sf.write(path, waveform, rate)  # soundfile's default for .wav: PCM-16, as FDB's
             paths.append(path)
             offsets.append(offset)
-        hypotheses = model.transcribe(paths, batch_size=1, timestamps=True, verbose=False)
+        hypotheses = model.transcribe(
+            paths, batch_size=1, timestamps=True, num_workers=0, verbose=False
+        )
     return [
         fdb_document(h.timestamp["word"], off) for h, off in zip(hypotheses, offsets, strict=True)
     ]
