@@ -73,7 +73,8 @@ class AsrStage(Stage):
         docs = ctx.asr.transcribe(jobs)
         bodies = {job.wav.with_suffix(".json"): doc for job, doc in zip(jobs, docs, strict=True)}
         words = {path.name: len(doc["chunks"]) for path, doc in bodies.items()}
-        return bodies, {"words": words, "crop_after_s": crop, "device": ctx.asr.device}
+        made_by = {"device": ctx.asr.device, "versions": ctx.asr.versions}
+        return bodies, {"words": words, "crop_after_s": crop, **made_by}
 
     def aggregate(self, ctx: EvalContext, task: str, values: list[dict[str, Any]]) -> Metrics:
         return {"asr_n": len(values)}
