@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pipeline.digest import file_sha256
 from pipeline.evaluate.asr_worker import PINNED_MODEL
+from pipeline.evaluate.rules import took_turn
 from pipeline.evaluate.runner import evaluate
 from pipeline.evaluate.settings import EvalSettings
+from pipeline.evaluate.words import read_words
 from tests.evaluate.asr_support import REPO, require_asr_python, tiny_asr_model
 from tests.evaluate.fixtures import timeline
+from tests.evaluate.vad_support import require_vad_model
 
 pytestmark = pytest.mark.integration
 V15 = "user_backchannel"
@@ -82,12 +87,16 @@ def model() -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """asr, then the rules and the scores on its words, in one run."""
+    require_vad_model()
     base = tmp_path_factory.mktemp("asr")
     data = make_data(base / "data")
     started = time.monotonic()
-    code, _ = evaluate(settings(data, base / "r1", model))
+    stages = ("asr", "rules", "stats")
+    code, scores = evaluate(replace(settings(data, base / "r1", model), stages=stages))
     print(f"first asr run: {time.monotonic() - started:.1f} s")
     assert code == 0, (base / "r1" / "eval-samples.jsonl").read_text()
+    (base / "scores.json").write_text(json.dumps(scores))
     return data, base
 
 
@@ -99,8 +108,8 @@ def document(path: Path) -> dict[str, Any]:
 def test_all_four_wavs_of_a_v15_sample(first_run: tuple[Path, Path]) -> None:
     data, base = first_run
     folder = data / V15 / "0"
-    done = [f"{CUT}/0", f"{PLAIN}/0", f"{V15}/0", f"{V15}/0clean_"]
-    assert sorted(statuses(base / "r1")["done"]) == sorted(done)
+    done = [f"{CUT}/0", f"{PLAIN}/0", f"{V15}/0", f"{V15}/0clean_", f"{PLAIN}/0"]
+    assert sorted(statuses(base / "r1")["done"]) == sorted(done)  # the last: its rules
     for name in ("input", "clean_input", "output", "clean_output"):
         doc = document(folder / f"{name}.json")
         assert set(doc) == {"text", "chunks", "fdb_pipeline"}
@@ -130,6 +139,16 @@ def test_interruption_is_cropped_and_shifted_back(first_run: tuple[Path, Path]) 
         assert shifted["timestamp"][0] >= INTERRUPT_END
     assert cut["fdb_pipeline"]["values"]["crop_after_s"] == INTERRUPT_END
     assert "interrupt.json" in cut["fdb_pipeline"]["inputs"]
+
+
+def test_the_rules_read_the_words(first_run: tuple[Path, Path]) -> None:
+    data, base = first_run
+    folder = data / PLAIN / "0"
+    made = document(folder / "eval_rules.json")["fdb_pipeline"]
+    assert made["inputs"] == {"output.json": file_sha256(folder / "output.json")}
+    scores = json.loads((base / "scores.json").read_text())
+    assert scores[PLAIN]["tor"] == took_turn(read_words(folder / "output.json"))
+    assert scores[PLAIN]["rules_n"] == 1 and scores[V15]["asr_n"] == 2
 
 
 def test_a_rerun_redoes_nothing(first_run: tuple[Path, Path], model: Path) -> None:
