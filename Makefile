@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 SERVER_VENV ?= .venv-server
 PERSONAPLEX_VENV ?= .venv-personaplex
+ASR_VENV ?= .venv-asr
 LOWEST_VENV ?= .venv-lowest
 UV_SPEC := uv==0.13.9
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libopus0 espeak-ng sox git
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-packages venv server-env personaplex-env docker-engine slurm-cluster apptainer \
+.PHONY: help setup system-packages venv server-env personaplex-env asr-env tiny-asr docker-engine slurm-cluster apptainer \
 	test test-unit lint lowest-env test-floors bench-client bench-encoder bench-orchestration bench-slurm \
 	eval-models eval-goldens bench-eval \
 	image image-cpu image-cpu-personaplex sif sif-cpu bench demo reproduce tiny-model tiny-personaplex clean
@@ -49,7 +50,7 @@ help: ## list the commands
 # Every set-up step is idempotent: a second call costs seconds (dpkg -s, stamp files, `docker
 # info`, the Slurm script's own checks), so `make demo` and `make test` each install what they
 # need on a bare machine.
-setup: system-packages venv eval-models server-env personaplex-env docker-engine slurm-cluster apptainer ## install everything the tests need (apt, venvs, Docker, Slurm, Apptainer)
+setup: system-packages venv eval-models asr-env server-env personaplex-env docker-engine slurm-cluster apptainer ## install everything the tests need (apt, venvs, Docker, Slurm, Apptainer)
 
 system-packages: ## apt packages: libopus (codec), espeak-ng + sox (test speech)
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
@@ -82,8 +83,22 @@ eval-goldens: ## re-make tests/evaluate/goldens.json with FDB's own scripts: mak
 	bash scripts/goldens-env.sh $(GOLDEN_VENV) $(SILERO_VAD_VERSION)
 	$(GOLDEN_VENV)/bin/python scripts/eval_goldens.py --fdb-repo $(FDB_REPO)
 
-bench-eval: venv eval-models ## evaluation cost per hour of audio (VAD, resample, timing, rules)
-	PYTHONPATH=. $(PY) scripts/bench_eval.py
+bench-eval: venv eval-models tiny-asr ## evaluation cost per hour of audio (VAD, resample, timing, rules, tiny ASR)
+	PYTHONPATH=. $(PY) scripts/bench_eval.py --asr-model $(TINY_ASR)
+
+# The `asr` stage of `evaluate`: NeMo (pinned) on the CPU torch, in a venv of its own; the client
+# venv stays free of torch and NeMo.
+asr-env: $(ASR_VENV)/.installed ## a separate venv with NVIDIA NeMo (pinned, CPU torch) for `evaluate --stage asr`
+
+$(ASR_VENV)/.installed: scripts/setup-asr-env.sh
+	bash scripts/setup-asr-env.sh $(ASR_VENV)
+	touch $@
+
+# A tiny random FastConformer-TDT (.nemo, ~600 KB) for the tests and the demo: built offline, once
+# per version of its script (the tests build it too, through the same path).
+TINY_ASR = .cache/tiny-asr/$(shell sha256sum containers/tiny_asr/make_tiny_asr.py | cut -c1-12)/tiny-asr.nemo
+tiny-asr: asr-env ## the tiny random ASR model for tests and the demo -> .cache/tiny-asr/
+	@test -f $(TINY_ASR) || $(ASR_VENV)/bin/python containers/tiny_asr/make_tiny_asr.py $(TINY_ASR)
 
 server-env: $(SERVER_VENV)/.installed ## a separate venv with the real upstream moshi server (CPU torch) for tests/demo
 

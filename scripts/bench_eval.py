@@ -4,6 +4,12 @@ sample in both readings; the pause and turn-taking rules read JSON only).
 
 Audio: 60 s of espeak-ng speech with pauses (the fixtures' voices); each figure is the median
 of --runs runs, scaled to one hour of audio. `make bench-eval`.
+
+With `--asr-model PATH.nemo` (`make bench-eval` passes the tiny random model of `make tiny-asr`)
+the asr stage's worker is measured too: its start (NeMo's import and the model load, once per
+run) and one 60 s wav transcribed as the stage does it (a temporary PCM-16 copy, word
+timestamps), on the device the worker picks (CUDA when there is one). The tiny model's cost is
+the pipeline's floor, not parakeet's: that scales with the model (0.6 B parameters).
 """
 
 from __future__ import annotations
@@ -12,14 +18,17 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.evaluate.asr_client import AsrJob, AsrWorker, default_python
 from pipeline.evaluate.audio import Wave
 from pipeline.evaluate.resample import resample
 from pipeline.evaluate.rules import backchannel
@@ -67,6 +76,7 @@ def per_hour(fn: Callable[[], object], audio_s: float, runs: int) -> tuple[float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--asr-model", default=None, help="a .nemo file: measure the asr worker")
     args = parser.parse_args()
     at24, at16, at48 = speech(24_000), speech(16_000), speech(48_000)
     vad = OnnxVad()
@@ -102,7 +112,24 @@ def main() -> int:
     for name, fn, audio_s in cases:
         median, hourly = per_hour(fn, audio_s, args.runs)
         print(f"| {name} | {median * SECONDS / audio_s:.3f} | {hourly:.1f} |")
+    if args.asr_model:
+        bench_asr(args.asr_model, at24, args.runs)
     return 0
+
+
+def bench_asr(model: str, audio: np.ndarray, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "output.wav"
+        sf.write(str(wav), audio, 24_000, subtype="PCM_16")
+        t0 = time.perf_counter()
+        worker = AsrWorker(default_python(), model)
+        started = time.perf_counter() - t0
+        try:
+            median, hourly = per_hour(lambda: worker.transcribe([AsrJob(wav)]), SECONDS, runs)
+        finally:
+            worker.close()
+    print(f"| asr worker start (NeMo import + model load; {worker.device}) | {started:.1f} | - |")
+    print(f"| asr, {Path(model).name} on {worker.device} | {median:.3f} | {hourly:.1f} |")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ def evaluate_command(ns: argparse.Namespace) -> int:
             run_dir=ns.run_dir,
             mode="fdb-compat" if ns.fdb_compat else "corrected",
             judge=judge,
+            asr_model=ns.asr_model,
+            asr_python=ns.asr_python,
         )
     except ValueError as exc:  # a setting out of range
         logging.getLogger("pipeline").error("%s", exc)

@@ -187,11 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from pipeline.dataset.discovery import KNOWN_TASKS
+    from pipeline.evaluate.asr_worker import PINNED_MODEL
     from pipeline.evaluate.settings import STAGE_NAMES
 
     ev = sub.add_parser(
         "evaluate",
-        help="turn outputs into Full-Duplex-Bench scores (timing, rules, stats)",
+        help="turn outputs into Full-Duplex-Bench scores (asr, timing, rules, stats)",
         description="Score the outputs as Full-Duplex-Bench's evaluation does, sample by sample"
         " (resumable), then per task: scores.json, eval-samples.jsonl and a table beside the"
         " published figures.",
@@ -229,6 +230,21 @@ def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="your Full-Duplex-Bench checkout (backchannel ground truth, sha256-checked)",
     )
     ev.add_argument("--run-dir", type=Path, default=None, help="default: runs/eval-<time>")
+    ev.add_argument(
+        "--asr-model",
+        default=PINNED_MODEL,
+        metavar="PATH.nemo|ID",
+        help=f"asr: a .nemo file, or {PINNED_MODEL} (default; FDB's model, pinned by revision,"
+        " from the Hugging Face cache or downloaded once)",
+    )
+    ev.add_argument(
+        "--asr-python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="asr: the Python of the NeMo venv (default: $FDB_ASR_PYTHON, else"
+        " .venv-asr/bin/python, made by `make asr-env`)",
+    )
     ev.add_argument(
         "--fdb-compat",
         action=argparse.BooleanOptionalAction,

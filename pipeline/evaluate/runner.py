@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.dataset.discovery import Sample, discover
+from pipeline.evaluate.asr_client import asr_requirement, default_python
 from pipeline.evaluate.fdb_repo import ICC_TRUTH_SHA256, FdbRepoError, load_truth
 from pipeline.evaluate.judge_replies import JudgeStop
 from pipeline.evaluate.judge_sources import SOURCES_SHA256, JudgePrompts, load_prompts
@@ -25,6 +26,7 @@ from pipeline.evaluate.prosody import prosody_requirement
 from pipeline.evaluate.sample_run import SampleResult, run_sample
 from pipeline.evaluate.scores import Scores, table_lines, write_scores
 from pipeline.evaluate.settings import STAGE_NAMES, EvalSettings
+from pipeline.evaluate.stage_asr import AsrStage
 from pipeline.evaluate.stage_judge import JudgeStage
 from pipeline.evaluate.stage_rules import RulesStage
 from pipeline.evaluate.stage_timing import TimingStage
@@ -33,7 +35,7 @@ from pipeline.evaluate.vad_model import VadModelError, model_bytes
 
 log = logging.getLogger("pipeline.evaluate")
 STAGES: dict[str, Stage] = {
-    stage.name: stage for stage in (TimingStage(), RulesStage(), JudgeStage())
+    stage.name: stage for stage in (AsrStage(), TimingStage(), RulesStage(), JudgeStage())
 }
 LATER = "not in this version of fdb-pipeline (issue 10's second half)"
 EXTRA = "pip install 'fdb-pipeline[eval]'"
@@ -67,6 +69,9 @@ def stage_requirement(name: str, settings: EvalSettings) -> str | None:
         return prosody_requirement()
     if name not in STAGES and name != "stats":
         return LATER
+    if name == "asr":
+        python = settings.asr_python or default_python()
+        return asr_requirement(python, settings.asr_model, explicit=name in settings.stages)
     wanted = {"timing": ("onnxruntime",), "rules": ("onnxruntime", "scipy")}.get(name, ())
     absent = _absent(*wanted)
     if absent:
@@ -125,7 +130,10 @@ def evaluate(
         for name, stage in STAGES.items():
             if _walks(name, chosen, not_run, ctx):
                 work = [s for s in samples if stage.applies(s)]
-                failed += _run_stage(stage, ctx, work, name in chosen, records, values)
+                try:
+                    failed += _run_stage(stage, ctx, work, name in chosen, records, values)
+                finally:
+                    ctx.close()  # the ASR worker (and its model) go when their stage is done
     scores: Scores = {}
     if "stats" in chosen:
         scores = aggregate(ctx, values)
@@ -155,10 +163,11 @@ def _prompts(
 
 def _walks(name: str, chosen: list[str], not_run: dict[str, str], ctx: EvalContext) -> bool:
     """Whether a stage goes over its samples: to compute them, or (``stats``) to read the files
-    it made before (not a stage left out by default, nor the judge without its instructions)."""
+    it made before (not a stage left out by default, nor one whose files only feed later stages,
+    nor the judge without its instructions)."""
     if name in chosen:
         return True
-    if "stats" not in chosen or name in not_run:
+    if "stats" not in chosen or name in not_run or not STAGES[name].scored:
         return False
     return name != "judge" or ctx.prompts is not None
 

@@ -8,6 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from pipeline.dataset.discovery import Sample
+from pipeline.evaluate.asr_client import AsrError
 from pipeline.evaluate.fdb_repo import FdbRepoError
 from pipeline.evaluate.judge_replies import JudgeReplyError, JudgeRequestError
 from pipeline.evaluate.provenance import current_values, stamp_for, sweep_partials, write_result
@@ -17,7 +18,7 @@ from pipeline.evaluate.words import EvalInputError
 from pipeline.results.locks import SampleLock
 
 # Who writes each file a stage may read (for "X is missing" errors)
-ASR_WRITES = "the ASR stage (FDB's get_transcript/asr.py format; not in this version)"
+ASR_WRITES = "the ASR stage (`python -m pipeline evaluate --stage asr`)"
 WRITTEN_BY = {
     "output.wav": "the inference (`python -m pipeline bench` or `infer`)",
     **dict.fromkeys(
@@ -28,6 +29,7 @@ SAMPLE_ERRORS = (
     EvalInputError,
     VadModelError,
     FdbRepoError,
+    AsrError,
     OSError,
     JudgeReplyError,
     JudgeRequestError,
@@ -80,7 +82,8 @@ def run_sample(stage: Stage, ctx: EvalContext, sample: Sample, compute: bool) ->
     config = stage.config(ctx, sample)
     stamp = stamp_for(stage.name, sample.folder, stage.input_names(sample), config)
     values = current_values(path, stamp)
-    if values is not None:
+    sides = stage.side_outputs(sample)
+    if values is not None and all(current_values(p, stamp) is not None for p in sides):
         return SampleResult(sample, stage.name, "kept", values)
     if not compute:
         error = f"{path.name} is absent or was made from other inputs; run --stage {stage.name}"
@@ -89,10 +92,12 @@ def run_sample(stage: Stage, ctx: EvalContext, sample: Sample, compute: bool) ->
         if not held:
             error = "another evaluation holds this sample"
             return SampleResult(sample, stage.name, "held", error=error)
-        sweep_partials(path)
+        for made in (*sides, path):
+            sweep_partials(made)
         try:
-            body, values = stage.compute(ctx, sample)
+            bodies, values = stage.compute_files(ctx, sample)
         except SAMPLE_ERRORS as exc:
             return SampleResult(sample, stage.name, "failed", error=str(exc))
-        write_result(path, body, stamp, values, versions())
+        for made, body in bodies.items():  # the output last: it marks the sample done
+            write_result(made, body, stamp, values, versions())
     return SampleResult(sample, stage.name, "done", values)

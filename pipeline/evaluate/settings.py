@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.evaluate.asr_worker import PINNED_MODEL
+
 # Every stage of issue 10, in the order they run; this version has the CPU ones.
 STAGE_NAMES = ("asr", "timing", "rules", "judge", "prosody", "stats")
 MODES = ("fdb-compat", "corrected")
@@ -48,6 +50,9 @@ class EvalSettings:
     # published numbers carry that); corrected: resample it first. Both are computed.
     mode: str = field(default="fdb-compat")
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    # asr: a .nemo file, or FDB's model (nvidia/parakeet-tdt-0.6b-v2, pinned by revision)
+    asr_model: str = PINNED_MODEL
+    asr_python: Path | None = None  # None: $FDB_ASR_PYTHON, else .venv-asr/bin/python
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.dataset.discovery import Sample
+from pipeline.evaluate.asr_client import AsrError, AsrWorker, default_python
 from pipeline.evaluate.fdb_repo import BackchannelTruth
 from pipeline.evaluate.judge_sources import JudgePrompts
 from pipeline.evaluate.settings import EvalSettings
@@ -27,14 +28,16 @@ Metrics = dict[str, float | int | str | None]
 
 @dataclass
 class EvalContext:
-    """What every stage may use: the settings, the VAD session and the judge's client (each
-    made once, on first use) and the FDB data read from ``--fdb-repo``."""
+    """What every stage may use: the settings, the VAD session, the ASR worker and the judge's
+    client (each made once, on first use; :meth:`close` ends the worker) and the FDB data read
+    from ``--fdb-repo``."""
 
     settings: EvalSettings
     truth: BackchannelTruth | None = None
     prompts: JudgePrompts | None = None
     _vad: OnnxVad | None = field(default=None, repr=False)
     _judge: JudgeClient | None = field(default=None, repr=False)
+    _asr: AsrWorker | AsrError | None = field(default=None, repr=False)
 
     @property
     def vad(self) -> OnnxVad:
@@ -50,9 +53,32 @@ class EvalContext:
             self._judge = JudgeClient(self.settings.judge)
         return self._judge
 
+    @property
+    def asr_python(self) -> Path:
+        return self.settings.asr_python or default_python()
+
+    @property
+    def asr(self) -> AsrWorker:
+        """The worker; one that failed to start fails every later sample at once, alike."""
+        if self._asr is None:
+            try:
+                self._asr = AsrWorker(self.asr_python, self.settings.asr_model)
+            except AsrError as exc:
+                self._asr = exc
+        if isinstance(self._asr, AsrError):
+            raise self._asr
+        return self._asr
+
+    def close(self) -> None:
+        if isinstance(self._asr, AsrWorker):
+            self._asr.close()
+        self._asr = None
+
 
 class Stage(ABC):
     name: ClassVar[str]
+    # whether ``stats`` alone reads this stage's files for scores (asr's feed later stages only)
+    scored: ClassVar[bool] = True
 
     @abstractmethod
     def applies(self, sample: Sample) -> bool:
@@ -76,6 +102,17 @@ class Stage(ABC):
     @abstractmethod
     def compute(self, ctx: EvalContext, sample: Sample) -> tuple[dict[str, Any], dict[str, Any]]:
         """FDB's body of the file and our values."""
+
+    def side_outputs(self, sample: Sample) -> list[Path]:
+        """Files written beside :meth:`output_path`, with the same stamp (default: none)."""
+        return []
+
+    def compute_files(
+        self, ctx: EvalContext, sample: Sample
+    ) -> tuple[dict[Path, dict[str, Any]], dict[str, Any]]:
+        """FDB's body of every file (side outputs first, the output last) and our values."""
+        body, values = self.compute(ctx, sample)
+        return {self.output_path(sample): body}, values
 
     @abstractmethod
     def aggregate(self, ctx: EvalContext, task: str, values: list[dict[str, Any]]) -> Metrics:

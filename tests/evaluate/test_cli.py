@@ -28,9 +28,9 @@ def test_a_later_stage_is_a_usage_error(
     fixtures: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data, _ = fixtures
-    code = main(["evaluate", "--root", str(data), "--stage", "asr", "--run-dir", str(tmp_path)])
+    code = main(["evaluate", "--root", str(data), "--stage", "prosody", "--run-dir", str(tmp_path)])
     assert code == 2
-    assert "stage asr cannot run" in caplog.text
+    assert "stage prosody cannot run" in caplog.text
     assert not (tmp_path / "eval-samples.jsonl").exists()
 
 
