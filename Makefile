@@ -32,7 +32,9 @@ GPUS ?= 0
 # v1.5: both passes (input.wav and clean_input.wav); a v1.0 task gets its one pass
 PREFIX ?= both
 ARGS ?=
-# evaluate: FDB_REPO (the user's Full-Duplex-Bench checkout), EVAL_DIR, EVAL_ARGS (more flags)
+# evaluate: FDB_REPO (the user's Full-Duplex-Bench checkout), EVAL_DIR, EVAL_ARGS (more flags);
+# OUTPUT_ROOT: outputs out of a read-only dataset (bench and evaluate)
+OUTPUT_ROOT ?=
 FDB_REPO ?=
 EVAL_DIR ?=
 EVAL_ARGS ?=
@@ -250,17 +252,21 @@ else
 		--server-arg=--moshi-weight=$(TINY_PERSONAPLEX)/model.safetensors $(ARGS)
 endif
 endif
-	@echo "=== DEMO: outputs beside the inputs in $(DEMO_DIR)/data; now the scores (evaluate) ==="
+	@echo "=== DEMO: outputs beside the inputs in $(DEMO_DIR)/data; now the scores (evaluate," \
+		"with a RANDOM tiny ASR model in place of parakeet) ==="
+	$(MAKE) eval-models tiny-asr
 	$(PY) -m pipeline evaluate --root $(DEMO_DIR)/data --prefix both --run-dir $(DEMO_DIR)/eval \
-		$(EVAL_ARGS)
+		--asr-model $(TINY_ASR) $(EVAL_ARGS)
 	@echo "=== DEMO done: scores in $(DEMO_DIR)/eval/scores.json. The model has RANDOM weights:" \
 		"its scores mean NOTHING; they prove the path from dataset to numbers ==="
 
 reproduce: venv ## dataset to scores: make reproduce DATA=/path/to/v1.5 [RUNTIME=...] [GPUS=...] [FDB_REPO=...]
 	@test -n "$(DATA)" || { echo "usage: make reproduce DATA=/path/to/v1.5 [RUNTIME=...] [FDB_REPO=...]"; exit 2; }
-	$(MAKE) bench DATA="$(DATA)" RUNTIME="$(RUNTIME)" GPUS="$(GPUS)" PREFIX="$(PREFIX)" ARGS="$(ARGS)"
+	$(MAKE) bench DATA="$(DATA)" RUNTIME="$(RUNTIME)" GPUS="$(GPUS)" PREFIX="$(PREFIX)" \
+		ARGS="$(if $(OUTPUT_ROOT),--output-root $(OUTPUT_ROOT)) $(ARGS)"
 	$(PY) -m pipeline evaluate --root $(DATA) --prefix $(PREFIX) \
-		$(if $(FDB_REPO),--fdb-repo $(FDB_REPO)) $(if $(EVAL_DIR),--run-dir $(EVAL_DIR)) $(EVAL_ARGS)
+		$(if $(FDB_REPO),--fdb-repo $(FDB_REPO)) $(if $(EVAL_DIR),--run-dir $(EVAL_DIR)) \
+		$(if $(OUTPUT_ROOT),--output-root $(OUTPUT_ROOT)) $(EVAL_ARGS)
 
 clean: ## remove caches (keeps the venvs)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .cache

@@ -79,6 +79,7 @@ def evaluate_command(ns: argparse.Namespace) -> int:
             stages=tuple(ns.stages),
             fdb_repo=ns.fdb_repo,
             run_dir=ns.run_dir,
+            output_root=ns.output_root,
             mode="fdb-compat" if ns.fdb_compat else "corrected",
             judge=judge,
             asr_model=ns.asr_model,

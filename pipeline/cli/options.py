@@ -231,6 +231,14 @@ def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     ev.add_argument("--run-dir", type=Path, default=None, help="default: runs/eval-<time>")
     ev.add_argument(
+        "--output-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where `bench --output-root` wrote the outputs (a read-only dataset); the"
+        " evaluation's files go there too (default: beside the inputs)",
+    )
+    ev.add_argument(
         "--asr-model",
         default=PINNED_MODEL,
         metavar="PATH.nemo|ID",

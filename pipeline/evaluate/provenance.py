@@ -34,9 +34,9 @@ def config_sha256(config: dict[str, Any]) -> str:
     return bytes_sha256(json.dumps(config, sort_keys=True).encode())
 
 
-def stamp_for(stage: str, folder: Path, names: list[str], config: dict[str, Any]) -> Stamp:
-    """The stamp of a sample's current inputs (each must exist)."""
-    inputs = {name: file_sha256(folder / name) for name in sorted(names)}
+def stamp_for(stage: str, files: dict[str, Path], config: dict[str, Any]) -> Stamp:
+    """The stamp of a sample's current inputs (file name -> path; each must exist)."""
+    inputs = {name: file_sha256(files[name]) for name in sorted(files)}
     return Stamp(stage, inputs, config_sha256(config))
 
 

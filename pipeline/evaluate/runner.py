@@ -119,7 +119,7 @@ def evaluate(
     """Run the chosen stages; the exit code is 1 when any sample failed, else 0. Tests pass the
     digests of their stand-in FDB files."""
     chosen, not_run = choose_stages(settings)
-    samples = discover(settings.root, settings.tasks, settings.prefix)
+    samples = discover(settings.root, settings.tasks, settings.prefix, settings.output_root)
     truth = load_truth(settings.fdb_repo, truth_sha256) if settings.fdb_repo else None
     ctx = EvalContext(settings, truth, _prompts(settings, chosen, judge_sha256))
     run_dir = settings.run_dir or default_run_dir()

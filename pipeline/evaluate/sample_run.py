@@ -12,6 +12,7 @@ from pipeline.evaluate.asr_client import AsrError
 from pipeline.evaluate.fdb_repo import FdbRepoError
 from pipeline.evaluate.judge_replies import JudgeReplyError, JudgeRequestError
 from pipeline.evaluate.provenance import current_values, stamp_for, sweep_partials, write_result
+from pipeline.evaluate.sample_files import sample_file
 from pipeline.evaluate.stages import EvalContext, Stage
 from pipeline.evaluate.vad_model import VadModelError
 from pipeline.evaluate.words import EvalInputError
@@ -73,14 +74,15 @@ def run_sample(stage: Stage, ctx: EvalContext, sample: Sample, compute: bool) ->
     need = stage.missing(ctx, sample)
     if need is not None:
         return SampleResult(sample, stage.name, "skipped", error=f"needs {need}")
-    for name in stage.input_names(sample):
-        if not (sample.folder / name).is_file():
+    files = {name: sample_file(sample, name) for name in stage.input_names(sample)}
+    for name, file in files.items():
+        if not file.is_file():
             made_by = WRITTEN_BY.get(name, "the dataset")
-            error = f"{sample.folder / name} is missing; it is written by {made_by}"
+            error = f"{file} is missing; it is written by {made_by}"
             return SampleResult(sample, stage.name, "failed", error=error)
     path = stage.output_path(sample)
     config = stage.config(ctx, sample)
-    stamp = stamp_for(stage.name, sample.folder, stage.input_names(sample), config)
+    stamp = stamp_for(stage.name, files, config)
     values = current_values(path, stamp)
     sides = stage.side_outputs(sample)
     if values is not None and all(current_values(p, stamp) is not None for p in sides):
@@ -88,7 +90,7 @@ def run_sample(stage: Stage, ctx: EvalContext, sample: Sample, compute: bool) ->
     if not compute:
         error = f"{path.name} is absent or was made from other inputs; run --stage {stage.name}"
         return SampleResult(sample, stage.name, "not_current", error=error)
-    with SampleLock(sample, sample.folder / f".eval-{stage.name}.lock") as held:
+    with SampleLock(sample, sample.output_folder / f".eval-{stage.name}.lock") as held:
         if not held:
             error = "another evaluation holds this sample"
             return SampleResult(sample, stage.name, "held", error=error)

@@ -46,6 +46,9 @@ class EvalSettings:
     stages: tuple[str, ...] = ()  # empty: every stage whose requirements are present
     fdb_repo: Path | None = None  # the user's FDB checkout (backchannel ground truth)
     run_dir: Path | None = None  # None: runs/eval-<time>
+    # where `bench --output-root` put the outputs (None: beside the inputs); the evaluation's
+    # files go there too
+    output_root: Path | None = None
     # fdb-compat: read a 24 kHz output.wav as 16 kHz for backchannel, as FDB does (its
     # published numbers carry that); corrected: resample it first. Both are computed.
     mode: str = field(default="fdb-compat")

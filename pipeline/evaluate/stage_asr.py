@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.dataset.discovery import TASKS_V15, Sample
 from pipeline.evaluate.asr_client import AsrJob, model_identity
+from pipeline.evaluate.sample_files import sample_file
 from pipeline.evaluate.stages import EvalContext, Metrics, Stage
 from pipeline.evaluate.words import EvalInputError, read_json
 
@@ -47,10 +48,12 @@ class AsrStage(Stage):
         return [f"{sample.prefix}input.wav", *names] if sample.task in TASKS_V15 else names
 
     def output_path(self, sample: Sample) -> Path:
-        return sample.folder / f"{sample.prefix}output.json"
+        return sample_file(sample, f"{sample.prefix}output.json")
 
     def side_outputs(self, sample: Sample) -> list[Path]:
-        return [sample.folder / f"{sample.prefix}input.json"] if sample.task in TASKS_V15 else []
+        return (
+            [sample_file(sample, f"{sample.prefix}input.json")] if sample.task in TASKS_V15 else []
+        )
 
     def input_names(self, sample: Sample) -> list[str]:
         names = self.wav_names(sample)
@@ -69,9 +72,14 @@ class AsrStage(Stage):
     ) -> tuple[dict[Path, dict[str, Any]], dict[str, Any]]:
         crop = interruption_end(sample.folder) if sample.task == INTERRUPTION_TASK else None
         wavs = self.wav_names(sample)
-        jobs = [AsrJob(sample.folder / n, crop if n.endswith("output.wav") else None) for n in wavs]
+        jobs = [
+            AsrJob(sample_file(sample, n), crop if n.endswith("output.wav") else None) for n in wavs
+        ]
         docs = ctx.asr.transcribe(jobs)
-        bodies = {job.wav.with_suffix(".json"): doc for job, doc in zip(jobs, docs, strict=True)}
+        bodies = {
+            sample_file(sample, Path(name).with_suffix(".json").name): doc
+            for name, doc in zip(wavs, docs, strict=True)
+        }
         words = {path.name: len(doc["chunks"]) for path, doc in bodies.items()}
         made_by = {"device": ctx.asr.device, "versions": ctx.asr.versions}
         return bodies, {"words": words, "crop_after_s": crop, **made_by}

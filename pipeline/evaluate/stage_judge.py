@@ -34,6 +34,7 @@ from pipeline.evaluate.judge_replies import (
     rating_of,
 )
 from pipeline.evaluate.judge_sources import BEHAVIOUR_FIELDS
+from pipeline.evaluate.sample_files import sample_file
 from pipeline.evaluate.stages import EvalContext, Metrics, Stage, mean
 from pipeline.evaluate.words import EvalInputError, read_json, read_words
 
@@ -75,7 +76,7 @@ class JudgeStage(Stage):
         return None
 
     def output_path(self, sample: Sample) -> Path:
-        return sample.folder / str(_spec(sample)["file"])
+        return sample_file(sample, str(_spec(sample)["file"]))
 
     def input_names(self, sample: Sample) -> list[str]:
         if sample.task == INTERRUPTION_TASK:
@@ -102,17 +103,17 @@ class JudgeStage(Stage):
     def compute(self, ctx: EvalContext, sample: Sample) -> tuple[dict[str, Any], dict[str, Any]]:
         assert ctx.prompts is not None
         if sample.task == INTERRUPTION_TASK:
-            words = read_words(sample.folder / "output.json")
+            words = read_words(sample_file(sample, "output.json"))
             if not rules.took_turn(words):
                 return {}, {"took_turn": 0, "rating": None}
             context, interrupt = _interrupt(sample)
-            text = read_json(sample.folder / "output.json", ASR_MADE_BY).get("text", "")
+            text = read_json(sample_file(sample, "output.json"), ASR_MADE_BY).get("text", "")
             user = interruption_message(ctx.prompts, context, interrupt, str(text))
             rating = ctx.prompts.rating
             system = ctx.prompts.interruption_system
             body, values = self._ask(ctx, sample, system, user, lambda r: rating_of(r, rating))
             return body, {"took_turn": 1, "rating": body["rating"], **values}
-        asr = {n: read_json(sample.folder / FILE_OF[n], ASR_MADE_BY) for n in BEHAVIOUR_FIELDS}
+        asr = {n: read_json(sample_file(sample, FILE_OF[n]), ASR_MADE_BY) for n in BEHAVIOUR_FIELDS}
         if not all(isinstance(a, dict) for a in asr.values()):
             raise EvalInputError(f"{sample.folder}: an ASR file is not a JSON object")
         user = behaviour_message(ctx.prompts, asr)

@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.dataset.discovery import Sample
 from pipeline.evaluate import rules
 from pipeline.evaluate.audio import Wave, read_wave
+from pipeline.evaluate.sample_files import sample_file
 from pipeline.evaluate.settings import MODES
 from pipeline.evaluate.stage_timing import vad_config
 from pipeline.evaluate.stages import EvalContext, Metrics, Stage, mean
@@ -60,7 +61,7 @@ class RulesStage(Stage):
         return None
 
     def output_path(self, sample: Sample) -> Path:
-        return sample.folder / OUT_NAME
+        return sample_file(sample, OUT_NAME)
 
     def input_names(self, sample: Sample) -> list[str]:
         if sample.task in TURN_END:
@@ -77,7 +78,7 @@ class RulesStage(Stage):
         return config
 
     def compute(self, ctx: EvalContext, sample: Sample) -> tuple[dict[str, Any], dict[str, Any]]:
-        words = read_words(sample.folder / "output.json")
+        words = read_words(sample_file(sample, "output.json"))
         if sample.task in PAUSE_TASKS:
             return {}, {"tor": rules.took_turn(words)}
         if sample.task in TURN_END:
@@ -102,7 +103,7 @@ class RulesStage(Stage):
                 f"{sample.folder}: ICC sample id {sample.sample_id!r} is not in {ctx.truth.path}"
                 " (its ids are 0-54); the icc_backchannel folders must keep FDB's ids"
             )
-        wave = read_wave(sample.folder / "output.wav")
+        wave = read_wave(sample_file(sample, "output.wav"))
         values: dict[str, Any] = {"rate": wave.rate}
         for mode in MODES:
             segments = backchannel_segments(ctx.vad, wave, mode)

@@ -10,6 +10,7 @@ from pipeline.dataset.discovery import TASKS_V15, Sample
 from pipeline.evaluate.audio import read_wave
 from pipeline.evaluate.intervals import MODEL_MERGE_GAP_S, USER_MERGE_GAP_S
 from pipeline.evaluate.resample import LOWPASS_FILTER_WIDTH, ROLLOFF
+from pipeline.evaluate.sample_files import sample_file
 from pipeline.evaluate.stages import EvalContext, Metrics, Stage, mean
 from pipeline.evaluate.timing import latency_intervals, overlap_window, reduce_sample
 from pipeline.evaluate.vad import VadParams
@@ -36,7 +37,7 @@ class TimingStage(Stage):
         return sample.task in TASKS_V15 and sample.prefix == ""
 
     def output_path(self, sample: Sample) -> Path:
-        return sample.folder / OUT_NAME
+        return sample_file(sample, OUT_NAME)
 
     def input_names(self, sample: Sample) -> list[str]:
         names = ["input.wav", "output.wav"]
@@ -48,7 +49,9 @@ class TimingStage(Stage):
 
     def compute(self, ctx: EvalContext, sample: Sample) -> tuple[dict[str, Any], dict[str, Any]]:
         body = latency_intervals(
-            ctx.vad, read_wave(sample.folder / "input.wav"), read_wave(sample.folder / "output.wav")
+            ctx.vad,
+            read_wave(sample_file(sample, "input.wav")),
+            read_wave(sample_file(sample, "output.wav")),
         )
         meta_path = sample.folder / "metadata.json"
         window = None
