@@ -3,7 +3,8 @@
 The happy paths run what users run: each task execs `apptainer run` of the real CPU SIF
 (tests/apptainer_support.ensure_cpu_sif: NVIDIA's PersonaPlex server with tiny random weights,
 built once per run and shared with test_apptainer.py), the server a child inside the image:
-the array of 3, two tasks on the one node with the same default port, scancel, and a requeue.
+the array of 3 (`make demo RUNTIME=slurm`), two tasks on the one node with the same default
+port, scancel, a SIGTERM to the batch step alone (--signal=B:TERM@S), and a requeue.
 The time-limit test alone runs its task on the host venv (`--container none`, the tiny upstream
 moshi server): its dataset must outlast a 1-minute limit (6 inputs of ~17 s), and its resubmit
 then serves the rest, which the tiny PersonaPlex server in the image would take several times
@@ -284,6 +285,24 @@ def test_scancel_in_the_sif_leaves_nothing_behind_and_resubmit_completes_exactly
     keys = [s.key for s in discover(data, prefix="both")]
     assert 1 <= len(done) < len(keys)
     resubmit_completes_exactly_the_rest(job, done, keys)
+
+
+def test_a_sigterm_to_the_batch_step_alone_passes_through_apptainer_to_the_bench(
+    tmp_path: Path, in_sif: list[str]
+) -> None:
+    # --signal=B:TERM@S (--term-before) signals only the batch step's own process: after the
+    # script's exec, Apptainer's starter, which must pass it on to the bench inside the image
+    data = two_short_sessions(tmp_path / "data")
+    job = tmp_path / "job"
+    job_id = submit(job, data, *in_sif, "--port", "0", "--pace", "realtime")
+    task = job / "array-0" / "task-0"
+    first_record(task)
+    subprocess.run(["scancel", "--batch", "--signal=TERM", f"{job_id}_0"], check=True)
+    wait_gone(job_id)
+    state = array_states(job_id)[0]
+    assert (state.state, state.reason) == ("FAILED", "exit 143:0")  # the bench's SIGTERM exit
+    assert manifest(task)["status"] == "interrupted"  # not finished: the signal got through
+    assert len(assert_clean_stop(task, job, data, job_id)) == 1
 
 
 def test_a_requeued_task_in_the_sif_stops_cleanly_and_resumes_from_its_ledger(
