@@ -269,14 +269,21 @@ def first_record(task: Path) -> None:
     wait_for(lambda: (task / "samples.jsonl").exists() and lines(task), timeout=300)
 
 
-def test_scancel_in_the_sif_leaves_nothing_behind_and_resubmit_completes_exactly_the_rest(
-    tmp_path: Path, in_sif: list[str]
-) -> None:
+def one_task_under_way(tmp_path: Path, in_sif: list[str]) -> tuple[Path, Path, str, Path]:
+    """A job of one task in the SIF over two short sessions, paced in real time, once its first
+    sample is written and the second under way: (dataset, job folder, job id, task folder)."""
     data = two_short_sessions(tmp_path / "data")
     job = tmp_path / "job"
     job_id = submit(job, data, *in_sif, "--port", "0", "--pace", "realtime")
     task = job / "array-0" / "task-0"
-    first_record(task)  # one sample written, the next one under way
+    first_record(task)
+    return data, job, job_id, task
+
+
+def test_scancel_in_the_sif_leaves_nothing_behind_and_resubmit_completes_exactly_the_rest(
+    tmp_path: Path, in_sif: list[str]
+) -> None:
+    data, job, job_id, task = one_task_under_way(tmp_path, in_sif)
     subprocess.run(["scancel", job_id], check=True)
     wait_gone(job_id)
     assert array_states(job_id)[0].state == "CANCELLED"
@@ -292,11 +299,7 @@ def test_a_sigterm_to_the_batch_step_alone_passes_through_apptainer_to_the_bench
 ) -> None:
     # --signal=B:TERM@S (--term-before) signals only the batch step's own process: after the
     # script's exec, Apptainer's starter, which must pass it on to the bench inside the image
-    data = two_short_sessions(tmp_path / "data")
-    job = tmp_path / "job"
-    job_id = submit(job, data, *in_sif, "--port", "0", "--pace", "realtime")
-    task = job / "array-0" / "task-0"
-    first_record(task)
+    data, job, job_id, task = one_task_under_way(tmp_path, in_sif)
     subprocess.run(["scancel", "--batch", "--signal=TERM", f"{job_id}_0"], check=True)
     wait_gone(job_id)
     state = array_states(job_id)[0]
@@ -311,12 +314,8 @@ def test_a_requeued_task_in_the_sif_stops_cleanly_and_resumes_from_its_ledger(
     # preemption with requeue as `scontrol requeue` does it: Slurm's SIGTERM to the task (its
     # SIGKILL KillWait later), the task back in the queue, then again with SLURM_RESTART_COUNT=1
     # on its same shard and ledger folder
-    data = two_short_sessions(tmp_path / "data")
+    data, job, job_id, task = one_task_under_way(tmp_path, in_sif)
     keys = [s.key for s in discover(data, prefix="both")]
-    job = tmp_path / "job"
-    job_id = submit(job, data, *in_sif, "--port", "0", "--pace", "realtime")
-    task = job / "array-0" / "task-0"
-    first_record(task)  # one sample written, the next one under way
     subprocess.run(["scontrol", "requeue", f"{job_id}_0"], check=True)
     # Slurm holds a requeued task back for 2 minutes (its BeginTime): the first run's end is
     # checked in that window, then the task is let go at once
