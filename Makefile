@@ -204,7 +204,21 @@ tiny-model: server-env
 tiny-personaplex: personaplex-env
 	$(PERSONAPLEX_VENV)/bin/python containers/tiny_personaplex/make_tiny_personaplex.py $(TINY_PERSONAPLEX)
 
-demo: system-packages venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker|apptainer)
+# RUNTIME=slurm: the demo as a job array of 3 tasks on the local Slurm, each `apptainer run` of
+# the CPU SIF; waits for the job's end and prints the merged report (exit 1: a sample failed or
+# is missing). $(1): shell words that set $$model; $(2): the bench options of the tiny server.
+define slurm_demo
+	$(MAKE) sif-cpu slurm-cluster
+	@echo "=== 3 Slurm array tasks, each apptainer run of $(CPU_SIF), the server its child ==="
+	eval "$$(bash scripts/slurm-cluster.sh env)"; $(1); demo=$$(realpath -m $(DEMO_DIR)); \
+	job="$$demo/slurm-$$(date +%Y%m%d-%H%M%S)"; \
+	HF_HUB_OFFLINE=1 $(PY) -m pipeline slurm submit --root "$$demo/data" --run-dir "$$job" \
+		--container apptainer --sif $(CPU_SIF) --shards 3 --prefix both --gpus-per-task 0 \
+		--cpus-per-task 1 --hf-cache "$$demo/hf" --overwrite $(2) $(ARGS) && \
+	$(PY) -m pipeline slurm report --wait --poll 2 "$$job"
+endef
+
+demo: system-packages venv ## the whole pipeline on CPU, RANDOM tiny model (PROFILE=personaplex|moshi, RUNTIME=local|docker|apptainer|slurm)
 	@echo "=== DEMO: the model has RANDOM weights - the outputs are noise, the pipeline is real ==="
 	$(PY) -m pipeline synth-data --out $(DEMO_DIR)/data --per-task 1
 ifeq ($(PROFILE),moshi)
@@ -221,6 +235,10 @@ else ifeq ($(RUNTIME),apptainer)
 		--root $(DEMO_DIR)/data --prefix both --gpus none --profile moshi --port 0 --overwrite \
 		--hf-cache $(DEMO_DIR)/hf --server-command "python /opt/tiny_moshi/serve.py" \
 		$(subst $(TINY_MODEL),$$model,$(TINY_FLAGS)) $(ARGS)
+else ifeq ($(RUNTIME),slurm)
+	$(call slurm_demo,model=$$(realpath $(TINY_MODEL)),--profile moshi \
+		--mount "$$model:$$model" --server-command "python /opt/tiny_moshi/serve.py" \
+		$(subst $(TINY_MODEL),$$model,$(TINY_FLAGS)))
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --prefix both --runtime local \
 		--gpus none --profile moshi --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \
@@ -245,6 +263,11 @@ else ifeq ($(RUNTIME),apptainer)
 		--overwrite --hf-cache $(DEMO_DIR)/hf \
 		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $$model" \
 		--server-arg=--moshi-weight=$$model/model.safetensors $(ARGS)
+else ifeq ($(RUNTIME),slurm)
+	$(call slurm_demo,model=$$(realpath $(TINY_PERSONAPLEX)),--profile personaplex \
+		--mount "$$model:$$model" \
+		--server-command "python /opt/tiny_personaplex/serve.py --tiny-model $$model" \
+		--server-arg=--moshi-weight=$$model/model.safetensors)
 else
 	HF_HUB_OFFLINE=1 $(PY) -m pipeline bench --root $(DEMO_DIR)/data --prefix both --runtime local \
 		--gpus none --profile personaplex --port 0 --overwrite --hf-cache $(DEMO_DIR)/hf \

@@ -346,6 +346,19 @@ def add_slurm_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("job_dir", type=Path, metavar="JOB_DIR", help="the job's folder")
         action.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        if name == "report":
+            action.add_argument(
+                "--wait",
+                action="store_true",
+                help="first wait until no task of the job is pending, running or requeued",
+            )
+            action.add_argument(
+                "--poll",
+                type=float,
+                default=5.0,
+                metavar="S",
+                help="with --wait: ask Slurm every S seconds (default 5)",
+            )
 
 
 def settings_values(ns: argparse.Namespace) -> dict[str, Any]:

@@ -26,6 +26,8 @@ def run(ns: argparse.Namespace, values: dict[str, Any]) -> int:
             return resubmit(job, values)
         if ns.slurm_command == "status":
             return status(job)
+        if ns.wait:
+            wait(job, ns.poll)
         return report(job)
     except (JobDirError, SlurmError) as exc:
         log.error("%s", exc)
@@ -96,6 +98,24 @@ def status(job: JobDir) -> int:
             f" {r.run_status or 'not started':<12} {f'{r.done}/{planned}':>9} {r.failed:>6}"
         )
     return 0
+
+
+def wait(job: JobDir, poll_s: float) -> None:
+    """Until every task of the job's arrays has ended; each change of their states shown."""
+    from collections import Counter
+
+    from pipeline.slurm.queue import wait_ended
+    from pipeline.slurm.submit import SlurmError
+
+    if poll_s <= 0:
+        raise SlurmError(f"--poll {poll_s}: give a number of seconds > 0")
+    ids = [s.job_id for s in job.require()]
+
+    def show(active: Counter[str]) -> None:
+        tally = ", ".join(f"{n} {state.lower()}" for state, n in sorted(active.items()))
+        print(f"job {' '.join(ids)}: {tally or 'every task has ended'}", file=sys.stderr)
+
+    wait_ended(ids, poll_s, show)
 
 
 def report(job: JobDir) -> int:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 QUERY_TIMEOUT_S = 30
@@ -83,3 +86,35 @@ def array_states(job_id: str) -> dict[int, TaskState]:
         return states
     text = _run(["scontrol", "-o", "show", "job", job_id])
     return parse_scontrol(text) if text else {}
+
+
+def active_counts(
+    job_ids: Sequence[str], states: Callable[[str], dict[int, TaskState]] = array_states
+) -> Counter[str]:
+    """How many tasks of these arrays are in each state that has not ended (empty: all ended,
+    or Slurm does not know them)."""
+    return Counter(
+        s.state for job_id in job_ids for s in states(job_id).values() if s.state in ACTIVE
+    )
+
+
+def wait_ended(
+    job_ids: Sequence[str],
+    poll_s: float = 2.0,
+    on_change: Callable[[Counter[str]], None] | None = None,
+    states: Callable[[str], dict[int, TaskState]] = array_states,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once no task of these arrays is pending, running or requeued (seen twice in a
+    row: a controller that did not answer once is not taken for an ended job). ``on_change``
+    is told each new tally of the tasks still active (to show progress)."""
+    last: Counter[str] | None = None
+    idle = 0
+    while idle < 2:
+        now = active_counts(job_ids, states)
+        idle = idle + 1 if not now else 0
+        if now != last and on_change is not None:
+            on_change(now)
+        last = now
+        if idle < 2:
+            sleep(poll_s)

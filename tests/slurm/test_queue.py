@@ -4,7 +4,9 @@ so `slurm status` reads scontrol in the integration tests)."""
 
 from __future__ import annotations
 
-from pipeline.slurm.queue import TaskState, parse_sacct, parse_scontrol, task_ids
+from collections import Counter
+
+from pipeline.slurm.queue import TaskState, parse_sacct, parse_scontrol, task_ids, wait_ended
 
 SCONTROL = (
     "JobId=4 ArrayJobId=4 ArrayTaskId=2-3%1 JobName=fdb-bench JobState=PENDING"
@@ -45,3 +47,30 @@ def test_sacct_lines_of_this_array_only() -> None:
     assert states[1].state == "CANCELLED"
     assert states[2].state == states[3].state == "PENDING"
     assert set(states) == {0, 1, 2, 3}  # not job 40's task
+
+
+def test_wait_ended_follows_the_tasks_until_none_is_active_twice() -> None:
+    run, pend, done = TaskState("RUNNING"), TaskState("PENDING"), TaskState("COMPLETED")
+    requeued = TaskState("REQUEUED")
+    polls = iter(
+        [
+            {0: pend, 1: pend},
+            {0: run, 1: pend},
+            {},  # the controller did not answer once: not taken for the end
+            {0: requeued, 1: run},
+            {0: done, 1: done},
+            {0: done, 1: done},
+        ]
+    )
+    seen: list[Counter[str]] = []
+    sleeps: list[float] = []
+    wait_ended(["7"], 0.5, seen.append, states=lambda _: next(polls), sleep=sleeps.append)
+    assert seen == [
+        Counter(PENDING=2),
+        Counter(RUNNING=1, PENDING=1),
+        Counter(),
+        Counter(REQUEUED=1, RUNNING=1),
+        Counter(),
+    ]
+    assert sleeps == [0.5] * 5
+    assert next(polls, None) is None  # it stopped at the second idle answer in a row
