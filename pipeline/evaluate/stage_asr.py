@@ -15,10 +15,9 @@ from typing import Any
 from pipeline.dataset.discovery import TASKS_V15, Sample
 from pipeline.evaluate.asr_client import AsrJob, model_identity
 from pipeline.evaluate.sample_files import sample_file
-from pipeline.evaluate.stages import EvalContext, Metrics, Stage
+from pipeline.evaluate.stages import INTERRUPTION_TASK, EvalContext, Metrics, Stage
 from pipeline.evaluate.words import EvalInputError, read_json
 
-INTERRUPTION_TASK = "synthetic_user_interruption"
 INTERRUPT_JSON = "interrupt.json"
 # bump when the documents written change
 FORMAT = 1

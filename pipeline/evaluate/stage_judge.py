@@ -35,10 +35,9 @@ from pipeline.evaluate.judge_replies import (
 )
 from pipeline.evaluate.judge_sources import BEHAVIOUR_FIELDS
 from pipeline.evaluate.sample_files import sample_file
-from pipeline.evaluate.stages import EvalContext, Metrics, Stage, mean
+from pipeline.evaluate.stages import INTERRUPTION_TASK, EvalContext, Metrics, Stage, mean
 from pipeline.evaluate.words import EvalInputError, read_json, read_words
 
-INTERRUPTION_TASK = "synthetic_user_interruption"
 BEHAVIOUR = {"model": "gpt-4o-2024-08-06", "seed": 1, "seed_step": 1, "file": "content_tag.json"}
 INTERRUPTION = {"model": "gpt-4-turbo", "seed": 0, "seed_step": 0, "file": "rating.json"}
 FILE_OF = {

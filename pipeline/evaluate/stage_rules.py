@@ -20,7 +20,7 @@ from pipeline.evaluate.audio import Wave, read_wave
 from pipeline.evaluate.sample_files import sample_file
 from pipeline.evaluate.settings import MODES
 from pipeline.evaluate.stage_timing import vad_config
-from pipeline.evaluate.stages import EvalContext, Metrics, Stage, mean
+from pipeline.evaluate.stages import INTERRUPTION_TASK, EvalContext, Metrics, Stage, mean
 from pipeline.evaluate.vad import OnnxVad, segments_in_seconds, speech_segments
 from pipeline.evaluate.words import EvalInputError, Word, read_json, read_words
 
@@ -28,7 +28,6 @@ OUT_NAME = "eval_rules.json"
 PAUSE_TASKS = ("candor_pause_handling", "synthetic_pause_handling")
 TURN_TASK = "candor_turn_taking"
 BACKCHANNEL_TASK = "icc_backchannel"
-INTERRUPTION_TASK = "synthetic_user_interruption"
 # the turn file each latency is measured from, and where in it the user's turn ends
 TURN_END = {TURN_TASK: ("turn_taking.json", 0), INTERRUPTION_TASK: ("interrupt.json", 1)}
 RULE_TASKS = (*PAUSE_TASKS, TURN_TASK, BACKCHANNEL_TASK, INTERRUPTION_TASK)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the judge's client imports the openai SDK: only when a judg
     from pipeline.evaluate.judge_client import JudgeClient
 
 Metrics = dict[str, float | int | str | None]
+# the v1.0 task that the asr (crop), rules (TOR, latency) and judge (rating) stages treat apart
+INTERRUPTION_TASK = "synthetic_user_interruption"
 
 
 @dataclass
